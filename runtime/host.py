@@ -1,0 +1,43 @@
+"""One host's runtime state under one root directory: the entry point for the CLI and the agent.
+
+    host = Host("/var/lib/berth")
+    host.images      # ImageStore
+    host.containers  # ContainerManager
+    host.volumes     # VolumeStore
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runtime.images.store import ImageStore
+
+if TYPE_CHECKING:
+    from runtime.containers.manager import ContainerManager
+    from runtime.volumes import VolumeStore
+
+
+class Host:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.images = ImageStore(self.root)
+
+    @cached_property
+    def containers(self) -> ContainerManager:
+        from runtime.containers.manager import ContainerManager
+
+        return ContainerManager(self)
+
+    @cached_property
+    def volumes(self) -> VolumeStore:
+        from runtime.volumes import VolumeStore
+
+        return VolumeStore(self.root)
+
+    def purge(self) -> None:
+        """Remove every container and volume of this root (tests and `berth-runtime system reset`).
+        Containers go first: they hold mounts and volumes."""
+        self.containers.purge()
+        self.volumes.purge()

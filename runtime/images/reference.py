@@ -1,0 +1,80 @@
+"""Image references as docker spells them: [REGISTRY[:PORT]/]PATH[:TAG][@DIGEST].
+
+Names are stored the way the user typed them apart from the default tag: `busybox` is kept as
+`busybox:latest`. The registry client normalises `busybox` to Docker Hub's `library/busybox`
+when it has to talk to a registry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from runtime.errors import InvalidArgument
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"sha256:[a-f0-9]{64}"
+_REFERENCE = re.compile(
+    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
+
+DEFAULT_REGISTRY = "docker.io"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed image reference. `domain` is None when the user gave none."""
+
+    domain: str | None
+    path: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def repository(self) -> str:
+        """Name without tag or digest, as typed (`localhost:5000/app`, `busybox`)."""
+        return f"{self.domain}/{self.path}" if self.domain else self.path
+
+    @property
+    def registry(self) -> str:
+        return self.domain or DEFAULT_REGISTRY
+
+    @property
+    def remote_path(self) -> str:
+        """Repository path on the registry: Docker Hub puts single names under library/."""
+        if self.registry == DEFAULT_REGISTRY and "/" not in self.path:
+            return f"library/{self.path}"
+        return self.path
+
+    def __str__(self) -> str:
+        text = self.repository
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_reference(text: str, default_tag: str | None = "latest") -> Reference:
+    """Parse `text`; a reference with neither tag nor digest gets `default_tag`."""
+    match = _REFERENCE.match(text.strip())
+    if not match:
+        raise InvalidArgument(
+            f"invalid image reference {text!r}: expected [REGISTRY/]NAME[:TAG][@sha256:DIGEST], "
+            "with a lower-case name"
+        )
+    domain = match.group("domain")
+    path = match.group("path")
+    # "busybox" has no domain; "localhost/x" or "a.b/x" or "host:5000/x" do. A first component
+    # without a dot, colon or "localhost" is part of the path (docker's rule).
+    if domain and "." not in domain and ":" not in domain and domain != "localhost":
+        path = f"{domain}/{path}"
+        domain = None
+    tag = match.group("tag")
+    digest = match.group("digest")
+    if tag is None and digest is None:
+        tag = default_tag
+    return Reference(domain=domain, path=path, tag=tag, digest=digest)

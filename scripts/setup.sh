@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what Berth needs on a Debian machine: system packages and the virtualenv at .venv/.
+# Idempotent: a second run only checks and exits quickly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEM_PACKAGES=(
+  python3 python3-venv python3-dev gcc
+  runc crun conmon busybox-static tini
+  redis-server nftables iptables iproute2
+  skopeo podman docker-registry zstd debootstrap
+)
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Podman is a peer we measure and interoperate with. Its default nofile rlimit is above the hard
+# limit of these machines, so every `podman run` fails until the default ulimits are cleared.
+if [[ ! -f /etc/containers/containers.conf ]] || ! grep -q "default_ulimits = \[\]" /etc/containers/containers.conf; then
+  mkdir -p /etc/containers
+  cat > /etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = []
+[engine]
+runtime = "runc"
+CONF
+fi
+
+PY=${PYTHON:-/usr/bin/python3}
+[[ -x $PY ]] || PY=python3
+stamp=.venv/.installed
+if [[ ! -x .venv/bin/python ]]; then
+  "$PY" -m venv .venv
+fi
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
