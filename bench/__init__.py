@@ -1,0 +1,1 @@
+"""Berth's benchmarks. Each prints one JSON record and measures its peer in the same run."""

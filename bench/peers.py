@@ -1,0 +1,97 @@
+"""The peers Berth is measured against, prepared the same way every benchmark needs them:
+
+- `RuncFloor`: bare `runc run -d` of a prepared bundle (the floor no engine can beat);
+- `Podman`: Debian's podman with the same busybox root filesystem imported as an image.
+
+Both leave nothing behind after `close()`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import uuid
+from pathlib import Path
+
+from runtime.images.bootstrap import busybox_tree
+
+PODMAN_IMAGE = "localhost/berth-bench-busybox:latest"
+
+
+class RuncFloor:
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="berth-bench-runc-", dir="/var/tmp"))
+        self.state = self.workdir / "state"
+        self.bundle = self.workdir / "bundle"
+        (self.bundle / "rootfs").mkdir(parents=True)
+        busybox_tree(self.bundle / "rootfs")
+        subprocess.run(["runc", "spec"], cwd=self.bundle, check=True)
+        config = json.loads((self.bundle / "config.json").read_text())
+        config["process"]["terminal"] = False
+        config["process"]["args"] = ["sleep", "3600"]
+        config["root"]["readonly"] = True
+        (self.bundle / "config.json").write_text(json.dumps(config))
+        self.ids: list[str] = []
+
+    def start(self) -> str:
+        """`runc run -d`: create and start; returns once the process runs."""
+        container_id = f"bench-{uuid.uuid4().hex[:12]}"
+        subprocess.run(
+            ["runc", "--root", str(self.state), "run", "-d", "--bundle", str(self.bundle),
+             container_id],
+            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ids.append(container_id)
+        return container_id
+
+    def remove_all(self) -> None:
+        for container_id in self.ids:
+            subprocess.run(["runc", "--root", str(self.state), "delete", "-f", container_id],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ids.clear()
+
+    def close(self) -> None:
+        self.remove_all()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Podman:
+    def __init__(self) -> None:
+        if shutil.which("podman") is None:
+            raise RuntimeError("podman is not installed; run `make setup`")
+        with tempfile.TemporaryDirectory(prefix="berth-bench-podman-", dir="/var/tmp") as tmp:
+            tree = Path(tmp) / "rootfs"
+            tree.mkdir()
+            busybox_tree(tree)
+            archive = Path(tmp) / "rootfs.tar"
+            with tarfile.open(archive, "w") as tar:
+                for path in sorted(tree.iterdir()):
+                    tar.add(path, arcname=path.name)
+            subprocess.run(["podman", "import", "--change", "CMD [\"sh\"]", str(archive),
+                            PODMAN_IMAGE], check=True, stdout=subprocess.DEVNULL)
+        self.ids: list[str] = []
+
+    def run(self, *args: str) -> str:
+        """`podman run -d [ARGS] IMAGE sleep 3600`; returns the container id."""
+        out = subprocess.run(
+            ["podman", "run", "-d", *args, PODMAN_IMAGE, "sleep", "3600"],
+            check=True, capture_output=True, text=True,
+        )
+        container_id = out.stdout.strip()
+        self.ids.append(container_id)
+        return container_id
+
+    def remove_all(self) -> None:
+        if self.ids:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", *self.ids],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ids.clear()
+
+    def close(self) -> None:
+        self.remove_all()
+        subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
