@@ -72,7 +72,8 @@ class Podman:
                 for path in sorted(tree.iterdir()):
                     tar.add(path, arcname=path.name)
             subprocess.run(["podman", "import", "--change", "CMD [\"sh\"]", str(archive),
-                            PODMAN_IMAGE], check=True, stdout=subprocess.DEVNULL)
+                            PODMAN_IMAGE], check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
         self.ids: list[str] = []
 
     def run(self, *args: str) -> str:

@@ -22,8 +22,12 @@ BERTH_RUNTIME = [sys.executable, "-m", "runtime"]
 
 
 def _conmon_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-x", "conmon"], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
+    # Exited conmons linger as zombies until PID 1 reaps them (lazily on these machines);
+    # they are not leaks.
+    out = subprocess.run(["ps", "-C", "conmon", "-o", "pid=,stat="], capture_output=True,
+                         text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines()
+            if line.split() and not line.split()[1].startswith("Z")}
 
 
 def _overlay_mounts() -> set[str]:

@@ -50,6 +50,8 @@ def _nested_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentPa
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
+                if any(child is seen for seen in found):
+                    continue  # an alias: the same parser under a second name
                 found.append(child)
                 found.extend(_nested_parsers(child))
     return found

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from runtime.errors import InvalidArgument, RuntimeFailure
-from runtime.images.builder import image_from_layers, tar_directory
+from runtime.images.builder import image_from_directories
 from runtime.images.store import Image, ImageStore
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -26,7 +26,9 @@ def _static_busybox() -> Path:
             out = subprocess.run(["file", "-L", str(path)], capture_output=True, text=True)
             if out.returncode != 0 or "static" in out.stdout or "dynamic" not in out.stdout:
                 return path
-    raise RuntimeFailure("busybox-static is not installed; run `make setup` (apt-get install busybox-static)")
+    raise RuntimeFailure(
+        "busybox-static is not installed; run `make setup` (apt-get install busybox-static)"
+    )
 
 
 def busybox_tree(target: Path) -> None:
@@ -55,40 +57,69 @@ def busybox_tree(target: Path) -> None:
 
 
 def bootstrap_busybox(store: ImageStore, tag: str = "busybox:latest") -> Image:
+    """Make `tag` from Debian's busybox-static: one small layer, `sh` as its command."""
     with tempfile.TemporaryDirectory(prefix="berth-bootstrap-") as tmp:
         tree = Path(tmp) / "rootfs"
         tree.mkdir()
         busybox_tree(tree)
-        layer = tar_directory(tree)
-    config = {"Env": [DEFAULT_PATH], "Cmd": ["sh"]}
-    return image_from_layers(store, [layer], config, tags=[tag],
-                             history=["berth bootstrap busybox (busybox-static)"])
+        config = {"Env": [DEFAULT_PATH], "Cmd": ["sh"]}
+        return image_from_directories(store, [tree], config, tags=[tag],
+                                      history=["berth bootstrap busybox (busybox-static)"])
+
+
+def _debian_mirror() -> str:
+    """The Debian mirror apt on this host uses, so debootstrap goes where apt is allowed to."""
+    for sources in sorted(Path("/etc/apt").glob("sources.list.d/*.sources")):
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    list_file = Path("/etc/apt/sources.list")
+    if list_file.exists():
+        for line in list_file.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[0] == "deb" and "security" not in fields[1]:
+                return fields[1] if not fields[1].startswith("[") else fields[2]
+    return "http://deb.debian.org/debian"
 
 
 def bootstrap_debian(store: ImageStore, tag: str = "debian:latest",
                      suite: str | None = None) -> Image:
+    """Make `tag` with `debootstrap --variant=minbase` of this host's Debian release (minutes;
+    needs the Debian mirror). Downloaded packages and apt lists are left out, as in Docker's
+    debian images."""
     if shutil.which("debootstrap") is None:
         raise RuntimeFailure("debootstrap is not installed; run `make setup`")
     if suite is None:
         suite = subprocess.run(["sh", "-c", ". /etc/os-release && echo $VERSION_CODENAME"],
                                capture_output=True, text=True).stdout.strip() or "bookworm"
+    mirror = _debian_mirror()
     with tempfile.TemporaryDirectory(prefix="berth-debootstrap-", dir="/var/tmp") as tmp:
         tree = Path(tmp) / "rootfs"
         result = subprocess.run(
-            ["debootstrap", "--variant=minbase", suite, str(tree)],
+            ["debootstrap", "--variant=minbase", suite, str(tree), mirror],
             capture_output=True, text=True,
         )
         if result.returncode != 0:
-            raise RuntimeFailure(f"debootstrap failed: {result.stderr.strip()[-500:]}")
-        layer = tar_directory(tree)
-    config = {"Env": [DEFAULT_PATH], "Cmd": ["bash"]}
-    return image_from_layers(store, [layer], config, tags=[tag],
-                             history=[f"berth bootstrap debian (debootstrap minbase {suite})"])
+            raise RuntimeFailure(
+                f"debootstrap {suite} from {mirror} failed: {result.stderr.strip()[-500:]}"
+            )
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for path in (tree / leftover).glob("*"):
+                if path.is_file() and path.name != "lock":
+                    path.unlink()
+        for cache in (tree / "var/cache/apt").glob("*.bin"):
+            cache.unlink()
+        config = {"Env": [DEFAULT_PATH], "Cmd": ["bash"]}
+        return image_from_directories(
+            store, [tree], config, tags=[tag],
+            history=[f"berth bootstrap debian (debootstrap minbase {suite})"],
+        )
 
 
-def bootstrap(store: ImageStore, name: str) -> Image:
+def bootstrap(store: ImageStore, name: str, tag: str | None = None) -> Image:
+    """Make the base image `name` (busybox or debian), tagged `tag` or NAME:latest."""
     if name == "busybox":
-        return bootstrap_busybox(store)
+        return bootstrap_busybox(store, tag or "busybox:latest")
     if name == "debian":
-        return bootstrap_debian(store)
+        return bootstrap_debian(store, tag or "debian:latest")
     raise InvalidArgument(f"unknown bootstrap image {name!r}: choose busybox or debian")

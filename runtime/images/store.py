@@ -8,16 +8,23 @@ Layout under the runtime root:
 
 An image's id is the digest of its config, as in Docker. A layer directory exists exactly as long
 as some image in the index lists its diff id.
+
+Imports and pulls go through `ImageStore.ingesting()`: blobs and layers they add are removed
+again if they fail, and garbage collection leaves the store alone while any of them runs (it
+would otherwise free blobs that are written but not yet listed in the index).
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +45,15 @@ MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 _CHUNK = 1 << 20
+
+
+def host_architecture() -> str:
+    """This machine's architecture in OCI/Go spelling (amd64, arm64…)."""
+    import platform
+
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
+            "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x"}.get(machine, machine)
 
 
 def sha256_digest(data: bytes) -> str:
@@ -87,6 +103,35 @@ class Image:
         """Unpacked layer directories, lowest (base) layer first."""
         return [self.layer_root / check_digest(layer.diff_id) / "diff" for layer in self.layers]
 
+    def inspect(self) -> dict[str, Any]:
+        """The image as `docker image inspect` prints it (one element of its list)."""
+        repositories = sorted({tag.rsplit(":", 1)[0] for tag in self.tags})
+        layer_dirs = [str(d) for d in self.layer_dirs()]
+        return {
+            "Id": self.id,
+            "RepoTags": list(self.tags),
+            "RepoDigests": [f"{repo}@{self.manifest_digest}" for repo in repositories],
+            "Parent": "",
+            "Comment": "",
+            "Created": self.config.get("created") or time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
+            "DockerVersion": self.config.get("docker_version", ""),
+            "Author": self.config.get("author", ""),
+            "Config": self.runtime_config,
+            "Architecture": self.config.get("architecture", ""),
+            "Variant": self.config.get("variant", ""),
+            "Os": self.config.get("os", ""),
+            "Size": self.size,
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {"LowerDir": ":".join(reversed(layer_dirs))},
+            },
+            "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in self.layers]},
+            "Metadata": {"LastTagTime": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))},
+            "ManifestDigest": self.manifest_digest,
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -108,6 +153,7 @@ class ImageStore:
         self.index_path = self.root / "images" / "index.json"
         self.lock_path = self.root / "images" / ".lock"
         self.tmp_dir = self.root / "images" / "tmp"
+        self.ingest_lock_path = self.root / "images" / ".ingest.lock"
 
     # -- blobs -----------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
@@ -127,6 +173,11 @@ class ImageStore:
         """Copy `stream` into the store, verifying it against `expected_digest` when given.
 
         The blob becomes visible only once complete and verified; a mismatch leaves nothing."""
+        digest, size, _created = self._put_blob(stream, expected_digest, expected_size)
+        return digest, size
+
+    def _put_blob(self, stream: IO[bytes], expected_digest: str | None,
+                  expected_size: int | None) -> tuple[str, int, bool]:
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         hasher = hashlib.sha256()
@@ -148,11 +199,24 @@ class ImageStore:
                 raise DigestMismatch(
                     f"blob {digest} is {size} bytes, but the manifest says {expected_size}"
                 )
-            os.replace(tmp_name, self.blob_path(digest))
-            return digest, size
+            created = self.adopt_blob_file(Path(tmp_name), digest)
+            return digest, size, created
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
+
+    def adopt_blob_file(self, path: Path, digest: str) -> bool:
+        """Move `path`, already verified to hash to `digest`, into the store (same filesystem).
+
+        Returns whether the blob is new; an existing blob is kept and `path` removed."""
+        target = self.blob_path(digest)
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            path.unlink(missing_ok=True)
+            return False
+        os.chmod(path, 0o644)
+        os.replace(path, target)
+        return True
 
     def put_blob_bytes(self, data: bytes, expected_digest: str | None = None) -> str:
         import io
@@ -163,31 +227,76 @@ class ImageStore:
     def layer_dir(self, diff_id: str) -> Path:
         return self.layer_root / check_digest(diff_id)
 
-    def ensure_layer(self, layer: LayerRecord) -> None:
-        """Unpack the layer blob once; concurrent callers wait for the first one."""
+    def ensure_layer(self, layer: LayerRecord) -> bool:
+        """Unpack the layer blob once; concurrent callers wait for the first one.
+
+        Returns True when this call unpacked it, False when it was there already."""
         from runtime.images.unpack import unpack_layer
 
+        hexpart = check_digest(layer.diff_id)
         target = self.layer_dir(layer.diff_id)
         if (target / "diff").is_dir():
-            return
-        with fsutil.locked(self.layer_root / f".{check_digest(layer.diff_id)}.lock"):
+            return False
+        lock_file = self.layer_root / ".locks" / hexpart
+        with fsutil.locked(lock_file):
             if (target / "diff").is_dir():
-                return
-            staging = self.layer_root / f".staging-{check_digest(layer.diff_id)}"
-            shutil.rmtree(staging, ignore_errors=True)
-            (staging / "diff").mkdir(parents=True)
+                return False
+            if not self.has_blob(layer.digest):
+                raise ImageError(f"layer blob {layer.digest} is missing from the store")
+            # A private staging directory: the lock only saves duplicate work, so removing the
+            # lock file below cannot let two unpackers write into one directory.
+            staging = Path(tempfile.mkdtemp(dir=self.layer_root, prefix=f".staging-{hexpart[:8]}-"))
             try:
+                (staging / "diff").mkdir()
                 diff_id = unpack_layer(self.blob_path(layer.digest), staging / "diff")
                 if diff_id != layer.diff_id:
                     raise DigestMismatch(
                         f"layer {layer.digest} unpacks to {diff_id}, but the image config "
                         f"lists diff id {layer.diff_id}"
                     )
-                os.replace(staging, target)
+                try:
+                    os.replace(staging, target)
+                except OSError:
+                    if (target / "diff").is_dir():
+                        return False  # another process finished first
+                    raise
             finally:
                 if staging.exists():
                     shutil.rmtree(staging, ignore_errors=True)
-        (self.layer_root / f".{check_digest(layer.diff_id)}.lock").unlink(missing_ok=True)
+                lock_file.unlink(missing_ok=True)
+        return True
+
+    # -- ingestion -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def ingesting(self) -> Iterator[Ingest]:
+        """Group the blobs and layers one import or pull adds, so a failure removes them all.
+
+        Garbage collection skips the store while any ingestion is under way."""
+        self.ingest_lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.ingest_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            ingest = Ingest(self)
+            try:
+                yield ingest
+            except BaseException:
+                self.discard(ingest.new_blobs, ingest.new_layers)
+                raise
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def discard(self, blobs: Iterable[str], diff_ids: Iterable[str]) -> None:
+        """Remove the given blobs and layer directories unless an image in the index uses them."""
+        with fsutil.locked(self.lock_path):
+            images = self._load_index()["images"]
+            live_blobs, live_diff_ids = _live_sets(images)
+            for digest in blobs:
+                if digest not in live_blobs:
+                    self.blob_path(digest).unlink(missing_ok=True)
+            for diff_id in diff_ids:
+                if diff_id not in live_diff_ids:
+                    shutil.rmtree(self.layer_dir(diff_id), ignore_errors=True)
 
     # -- index -----------------------------------------------------------------------------
     def _load_index(self) -> dict[str, Any]:
@@ -208,47 +317,60 @@ class ImageStore:
         )
 
     def add_image(self, manifest: dict[str, Any], manifest_digest: str,
-                  tags: Iterable[str] = ()) -> Image:
+                  tags: Iterable[str] = (), created_layers: set[str] | None = None) -> Image:
         """Register an image whose manifest, config and layer blobs are already in the store.
 
         Layers are unpacked (once) before the image becomes visible, so an image in the index
-        is always runnable. A tag moves from any image that held it before."""
-        config_digest = manifest["config"]["digest"]
-        config = _json_blob(self, config_digest)
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        descriptors = manifest.get("layers") or []
-        if len(diff_ids) != len(descriptors):
-            raise ImageError(
-                f"image config lists {len(diff_ids)} diff ids but the manifest has "
-                f"{len(descriptors)} layers"
-            )
-        layers = [
-            LayerRecord(digest=d["digest"], diff_id=diff_id, media_type=d.get("mediaType", ""),
-                        size=int(d.get("size", 0)))
-            for d, diff_id in zip(descriptors, diff_ids, strict=True)
-        ]
-        for layer in layers:
-            if not self.has_blob(layer.digest) and not self.layer_dir(layer.diff_id).is_dir():
-                raise ImageError(f"layer blob {layer.digest} is missing from the store")
-            self.ensure_layer(layer)
-        normalised_tags = [normalise_tag(t) for t in tags]
+        is always runnable; the diff ids of layers unpacked by this call are added to
+        `created_layers`. A tag moves from any image that held it before."""
+        return self.add_images([(manifest, manifest_digest, tags)], created_layers)[0]
+
+    def add_images(self, items: Sequence[tuple[dict[str, Any], str, Iterable[str]]],
+                   created_layers: set[str] | None = None) -> list[Image]:
+        """Register several images (manifest, manifest digest, tags) at once: all of their
+        layers are unpacked first, then one index update adds them all, or none."""
+        prepared = []
+        for manifest, manifest_digest, tags in items:
+            config_digest = manifest["config"]["digest"]
+            config = _json_blob(self, config_digest)
+            diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+            descriptors = manifest.get("layers") or []
+            if len(diff_ids) != len(descriptors):
+                raise ImageError(
+                    f"image config lists {len(diff_ids)} diff ids but the manifest has "
+                    f"{len(descriptors)} layers"
+                )
+            layers = [
+                LayerRecord(digest=d["digest"], diff_id=diff_id,
+                            media_type=d.get("mediaType", ""), size=int(d.get("size", 0)))
+                for d, diff_id in zip(descriptors, diff_ids, strict=True)
+            ]
+            prepared.append((config_digest, config, manifest_digest, layers,
+                             [normalise_tag(t) for t in tags]))
+        for *_, layers, _tags in prepared:
+            for layer in layers:
+                if self.ensure_layer(layer) and created_layers is not None:
+                    created_layers.add(layer.diff_id)
         with fsutil.locked(self.lock_path):
             index = self._load_index()
             images = index["images"]
-            for other in images.values():
-                other["tags"] = [t for t in other.get("tags", []) if t not in normalised_tags]
-            existing = images.get(config_digest)
-            record = {
-                "id": config_digest,
-                "manifest_digest": manifest_digest,
-                "config": config,
-                "layers": [vars(layer) for layer in layers],
-                "tags": sorted(set((existing or {}).get("tags", [])) | set(normalised_tags)),
-                "created": (existing or {}).get("created") or time.time(),
-            }
-            images[config_digest] = record
+            records = []
+            for config_digest, config, manifest_digest, layers, new_tags in prepared:
+                for other in images.values():
+                    other["tags"] = [t for t in other.get("tags", []) if t not in new_tags]
+                existing = images.get(config_digest) or {}
+                record = {
+                    "id": config_digest,
+                    "manifest_digest": manifest_digest,
+                    "config": config,
+                    "layers": [vars(layer) for layer in layers],
+                    "tags": sorted(set(existing.get("tags", [])) | set(new_tags)),
+                    "created": existing.get("created") or time.time(),
+                }
+                images[config_digest] = record
+                records.append(record)
             self._save_index(index)
-            return self._image_from(record)
+            return [self._image_from(record) for record in records]
 
     def list(self) -> list[Image]:
         index = self._load_index()
@@ -279,14 +401,14 @@ class ImageStore:
             self._save_index(index)
             return self._image_from(record)
 
-    def remove(self, ref: str, users: Callable[[str], list[str]] | None = None,
-               force: bool = False) -> list[str]:
+    def remove(self, ref: str, users: Callable[[str], Sequence[str]] | None = None,
+               force: bool = False) -> Sequence[str]:
         """Untag or delete an image; returns what was untagged/deleted, as docker prints it.
 
         Removing by tag only drops the tag while other tags remain. The image itself is refused
         while `users(image_id)` names containers that use it. Layers and blobs no other image
         needs are freed."""
-        removed: list[str] = []
+        removed: builtins.list[str] = []
         with fsutil.locked(self.lock_path):
             index = self._load_index()
             images = index["images"]
@@ -313,21 +435,77 @@ class ImageStore:
         return removed
 
     def _collect_garbage(self, images: dict[str, Any]) -> None:
-        """Free layers and blobs that no remaining image references. Called under the lock."""
-        live_diff_ids = {layer["diff_id"] for r in images.values() for layer in r["layers"]}
-        live_blobs = {r["id"] for r in images.values()} | {
-            r["manifest_digest"] for r in images.values()
-        } | {layer["digest"] for r in images.values() for layer in r["layers"]}
-        if self.layer_root.is_dir():
-            for entry in self.layer_root.iterdir():
-                if entry.name.startswith("."):
-                    continue
-                if f"sha256:{entry.name}" not in live_diff_ids:
-                    shutil.rmtree(entry, ignore_errors=True)
-        if self.blob_dir.is_dir():
-            for blob in self.blob_dir.iterdir():
-                if f"sha256:{blob.name}" not in live_blobs:
-                    blob.unlink(missing_ok=True)
+        """Free layers and blobs that no remaining image references. Called under the lock.
+
+        Skipped while an import or pull runs (their blobs are not in the index yet); the next
+        removal collects what was left."""
+        fd = os.open(self.ingest_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            live_blobs, live_diff_ids = _live_sets(images)
+            if self.layer_root.is_dir():
+                for entry in self.layer_root.iterdir():
+                    if entry.name.startswith("."):
+                        continue
+                    if f"sha256:{entry.name}" not in live_diff_ids:
+                        shutil.rmtree(entry, ignore_errors=True)
+            if self.blob_dir.is_dir():
+                for blob in self.blob_dir.iterdir():
+                    if f"sha256:{blob.name}" not in live_blobs:
+                        blob.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
+class Ingest:
+    """What one import or pull added to the store; see `ImageStore.ingesting`."""
+
+    def __init__(self, store: ImageStore):
+        self.store = store
+        self.new_blobs: set[str] = set()
+        self.new_layers: set[str] = set()
+
+    def put_blob(self, stream: IO[bytes], expected_digest: str | None = None,
+                 expected_size: int | None = None) -> tuple[str, int]:
+        """As `ImageStore.put_blob`, remembering a new blob for rollback."""
+        digest, size, created = self.store._put_blob(stream, expected_digest, expected_size)
+        if created:
+            self.new_blobs.add(digest)
+        return digest, size
+
+    def put_blob_bytes(self, data: bytes, expected_digest: str | None = None) -> str:
+        """As `ImageStore.put_blob_bytes`, remembering a new blob for rollback."""
+        import io
+
+        return self.put_blob(io.BytesIO(data), expected_digest)[0]
+
+    def adopt_blob_file(self, path: Path, digest: str) -> None:
+        """As `ImageStore.adopt_blob_file`, remembering a new blob for rollback."""
+        if self.store.adopt_blob_file(path, digest):
+            self.new_blobs.add(digest)
+
+    def add_image(self, manifest: dict[str, Any], manifest_digest: str,
+                  tags: Iterable[str] = ()) -> Image:
+        """As `ImageStore.add_image`, remembering the layers it unpacked for rollback."""
+        return self.store.add_image(manifest, manifest_digest, tags,
+                                    created_layers=self.new_layers)
+
+    def add_images(self, items: Sequence[tuple[dict[str, Any], str, Iterable[str]]]
+                   ) -> list[Image]:
+        """As `ImageStore.add_images`, remembering the layers it unpacked for rollback."""
+        return self.store.add_images(items, created_layers=self.new_layers)
+
+
+def _live_sets(images: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """Blob digests and diff ids that the images in the index need."""
+    live_diff_ids = {layer["diff_id"] for r in images.values() for layer in r["layers"]}
+    live_blobs = {r["id"] for r in images.values()} | {
+        r["manifest_digest"] for r in images.values()
+    } | {layer["digest"] for r in images.values() for layer in r["layers"]}
+    return live_blobs, live_diff_ids
 
 
 def normalise_tag(text: str) -> str:

@@ -26,7 +26,7 @@ import zlib
 from pathlib import Path
 from typing import IO
 
-from runtime.errors import UnsafeArchive
+from runtime.errors import ImageError, UnsafeArchive
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -56,36 +56,45 @@ class _HashingReader(io.RawIOBase):
 
 
 class _GzipStream(io.RawIOBase):
-    """Streaming gunzip that also accepts concatenated members."""
+    """Streaming gunzip that also accepts concatenated members.
+
+    Output is produced at most one caller buffer at a time (`max_length`), so a small, highly
+    compressed input never expands into one huge chunk in memory."""
 
     def __init__(self, source: IO[bytes]):
         self.source = source
         self.decompressor = zlib.decompressobj(wbits=31)
-        self.pending = b""
+        self.tail = b""
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        while not self.pending:
-            chunk = self.source.read(1 << 16)
-            if not chunk:
-                self.pending = self.decompressor.flush()
-                break
-            self.pending = self.decompressor.decompress(chunk)
-            if self.decompressor.eof and self.decompressor.unused_data:
-                rest = self.decompressor.unused_data
-                self.decompressor = zlib.decompressobj(wbits=31)
-                self.pending += self.decompressor.decompress(rest)
-        n = min(len(buffer), len(self.pending))
-        buffer[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
+        try:
+            while True:
+                if self.decompressor.eof:
+                    leftover = self.decompressor.unused_data or self.source.read(1 << 16)
+                    if not leftover:
+                        return 0
+                    self.decompressor = zlib.decompressobj(wbits=31)
+                    self.tail = leftover
+                data = self.tail or self.source.read(1 << 16)
+                if not data:
+                    raise ImageError("a gzip layer ends in the middle of its data; the blob is "
+                                     "truncated")
+                out = self.decompressor.decompress(data, len(buffer))
+                self.tail = self.decompressor.unconsumed_tail
+                if out:
+                    buffer[: len(out)] = out
+                    return len(out)
+        except zlib.error as exc:
+            raise ImageError(f"a layer is not valid gzip data: {exc}") from None
 
 
 def open_layer_stream(raw: IO[bytes]) -> IO[bytes]:
     """Wrap `raw` in the right decompressor, detected from its first bytes."""
-    buffered = io.BufferedReader(raw, 1 << 16) if not hasattr(raw, "peek") else raw
+    buffered: IO[bytes] = raw if hasattr(raw, "peek") \
+        else io.BufferedReader(raw, 1 << 16)  # type: ignore[arg-type, type-var]
     head = buffered.peek(4)[:4]  # type: ignore[attr-defined]
     if head.startswith(_GZIP_MAGIC):
         return io.BufferedReader(_GzipStream(buffered), 1 << 16)
@@ -115,6 +124,38 @@ def unpack_layer(blob: Path, dest: Path) -> str:
     return "sha256:" + hashing.hasher.hexdigest()
 
 
+def clean_entry_name(name: str, kind: str = "layer entry") -> str:
+    """Normalise an archive entry name to a relative path ('' for the root itself).
+
+    Refuses absolute names and `..` components with an UnsafeArchive naming the entry. Shared
+    with the volume restore (runtime/volumes), which passes its own `kind` for the messages."""
+    if name.startswith("/"):
+        raise UnsafeArchive(f"{kind} {name!r} has an absolute path; refused")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UnsafeArchive(f"{kind} {name!r} climbs out with '..'; refused")
+    return "/".join(parts)
+
+
+def check_parents(root: Path, relname: str, entry: str, kind: str = "layer entry") -> None:
+    """Refuse `entry` when a directory on the way to `relname` under `root` is a symlink (writing
+    through it would land outside `root`) or is not a directory at all."""
+    current = root
+    for part in relname.split("/")[:-1]:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(mode):
+            raise UnsafeArchive(
+                f"{kind} {entry!r} would be written through the symlink "
+                f"{current.relative_to(root)!s}; refused"
+            )
+        if not stat.S_ISDIR(mode):
+            raise UnsafeArchive(f"{kind} {entry!r}: a parent is not a directory")
+
+
 class _Unpacker:
     def __init__(self, dest: Path):
         self.dest = Path(dest)
@@ -122,29 +163,11 @@ class _Unpacker:
 
     # -- checks ----------------------------------------------------------------------------
     def _clean_name(self, name: str) -> str:
-        if name.startswith("/"):
-            raise UnsafeArchive(f"layer entry {name!r} has an absolute path; refused")
-        parts = [p for p in name.split("/") if p not in ("", ".")]
-        if any(p == ".." for p in parts):
-            raise UnsafeArchive(f"layer entry {name!r} climbs out with '..'; refused")
-        return "/".join(parts)
+        return clean_entry_name(name)
 
     def _check_parents(self, relname: str, entry: str) -> None:
         """No directory on the way to `relname` may be a symlink (or anything but a dir)."""
-        current = self.dest
-        for part in relname.split("/")[:-1]:
-            current = current / part
-            try:
-                mode = os.lstat(current).st_mode
-            except FileNotFoundError:
-                return
-            if stat.S_ISLNK(mode):
-                raise UnsafeArchive(
-                    f"layer entry {entry!r} would be written through the symlink "
-                    f"{current.relative_to(self.dest)!s}; refused"
-                )
-            if not stat.S_ISDIR(mode):
-                raise UnsafeArchive(f"layer entry {entry!r}: a parent is not a directory")
+        check_parents(self.dest, relname, entry)
 
     def _ensure_parents(self, relname: str) -> None:
         parent = posixpath.dirname(relname)
@@ -222,14 +245,14 @@ class _Unpacker:
         elif member.islnk():
             target_rel = self._clean_link_target(member)
             self._check_parents(target_rel, member.name)
-            target = self.dest / target_rel
-            if not os.path.lexists(target):
+            link_target = self.dest / target_rel
+            if not os.path.lexists(link_target):
                 raise UnsafeArchive(
                     f"layer entry {member.name!r} is a hardlink to {member.linkname!r}, which is "
                     "not in this layer; refused"
                 )
             self._replace_existing(path, keep_dir=False)
-            os.link(target, path, follow_symlinks=False)
+            os.link(link_target, path, follow_symlinks=False)
         elif member.isfifo():
             self._replace_existing(path, keep_dir=False)
             os.mkfifo(path, 0o600)
@@ -240,7 +263,10 @@ class _Unpacker:
                 "(the runtime creates the devices a container needs)"
             )
         else:
-            raise UnsafeArchive(f"layer entry {member.name!r} has an unsupported type {member.type!r}")
+            raise UnsafeArchive(
+                f"layer entry {member.name!r} has an unsupported type {member.type!r}; "
+                "allowed: files, directories, symlinks, hardlinks, fifos, whiteouts"
+            )
 
     def _clean_link_target(self, member: tarfile.TarInfo) -> str:
         try:

@@ -1,0 +1,91 @@
+"""One health-check probe and Docker's health state machine; scheduling is the supervisor's.
+
+States: `starting` until the first success; `healthy` after a success; `unhealthy` once
+`Retries` probes in a row failed. Failures during `StartPeriod` do not count. The last five
+results are kept in `State.Health.Log`, as docker does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from runtime.containers.record import age, now_iso
+from runtime.errors import ContainerNotRunning, InvalidArgument
+
+if TYPE_CHECKING:
+    from runtime.containers.manager import ContainerManager
+
+DEFAULT_INTERVAL = 30_000_000_000
+DEFAULT_TIMEOUT = 30_000_000_000
+DEFAULT_RETRIES = 3
+LOG_ENTRIES = 5
+OUTPUT_LIMIT = 4096
+
+
+def settings(healthcheck: dict[str, Any]) -> dict[str, Any]:
+    """The check with docker's defaults filled in (durations in nanoseconds)."""
+    return {
+        "Test": list(healthcheck.get("Test") or []),
+        "Interval": int(healthcheck.get("Interval") or DEFAULT_INTERVAL),
+        "Timeout": int(healthcheck.get("Timeout") or DEFAULT_TIMEOUT),
+        "StartPeriod": int(healthcheck.get("StartPeriod") or 0),
+        "Retries": int(healthcheck.get("Retries") or DEFAULT_RETRIES),
+    }
+
+
+def probe_command(test: list[str]) -> list[str]:
+    """`CMD-SHELL x` runs `/bin/sh -c x`; `CMD a b` runs a b."""
+    if not test or test[0] == "NONE":
+        raise InvalidArgument("the container has no health check")
+    kind, rest = test[0], test[1:]
+    if kind == "CMD-SHELL":
+        return ["/bin/sh", "-c", " ".join(rest)]
+    if kind == "CMD":
+        return rest
+    return list(test)  # a bare command list, as some images store it
+
+
+def run_healthcheck(manager: ContainerManager, ref: str) -> dict[str, Any]:
+    """Probe once, record the result and the new health status; returns the log entry."""
+    container = manager.get(ref)
+    if container.healthcheck is None:
+        raise InvalidArgument(f"container {container.name} has no health check")
+    if not container.running:
+        raise ContainerNotRunning(f"container {container.name} is not running")
+    check = settings(container.healthcheck)
+    started = now_iso()
+    try:
+        result = manager.exec(container.id, probe_command(check["Test"]), capture=True,
+                              timeout=check["Timeout"] / 1e9)
+        exit_code = 0 if result.returncode == 0 else 1
+        output = (result.stdout + result.stderr).decode(errors="replace")[:OUTPUT_LIMIT]
+    except subprocess.TimeoutExpired:
+        exit_code = -1
+        output = f"Health check exceeded timeout ({check['Timeout'] / 1e9:g}s)"
+    entry = {"Start": started, "End": now_iso(), "ExitCode": exit_code, "Output": output}
+    with manager.store.lock(container.id):
+        current = manager.store.load(container.id)
+        if current is None or not current.running:
+            return entry
+        health = current.state.setdefault("Health", {"Status": "starting", "FailingStreak": 0,
+                                                      "Log": []})
+        apply_result(health, entry, check, in_start_period=age(current.state["StartedAt"])
+                     < check["StartPeriod"] / 1e9)
+        manager.store.save(current)
+    return entry
+
+
+def apply_result(health: dict[str, Any], entry: dict[str, Any], check: dict[str, Any],
+                 in_start_period: bool) -> None:
+    """Docker's transition for one probe result."""
+    health["Log"] = [*health.get("Log", []), entry][-LOG_ENTRIES:]
+    if entry["ExitCode"] == 0:
+        health["Status"] = "healthy"
+        health["FailingStreak"] = 0
+        return
+    if in_start_period and health.get("Status") == "starting":
+        return
+    health["FailingStreak"] = int(health.get("FailingStreak", 0)) + 1
+    if health["FailingStreak"] >= check["Retries"]:
+        health["Status"] = "unhealthy"

@@ -1,0 +1,47 @@
+"""`inspect`: the container as `docker inspect` prints it (the fields Berth has)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.containers.record import Container
+
+
+def inspect_container(container: Container) -> dict[str, Any]:
+    """docker-inspect-shaped JSON: Id, Created, Path, Args, State, Image, Name, RestartCount,
+    Config, HostConfig, Mounts, LogPath…"""
+    entrypoint = list(container.config.get("Entrypoint") or [])
+    cmd = list(container.config.get("Cmd") or [])
+    argv = entrypoint + cmd
+    state = {key: value for key, value in container.state.items() if key != "ConmonPid"}
+    if container.healthcheck and "Health" not in state:
+        state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
+    config = dict(container.config)
+    config.update(AttachStdin=False, AttachStdout=False, AttachStderr=False, Tty=False,
+                  OpenStdin=False)
+    return {
+        "Id": container.id,
+        "Created": container.created,
+        "Path": argv[0] if argv else "",
+        "Args": argv[1:],
+        "State": state,
+        "Image": container.image_id,
+        "ResolvConfPath": str(container.directory / "resolv.conf"),
+        "HostnamePath": str(container.directory / "hostname"),
+        "HostsPath": str(container.directory / "hosts"),
+        "LogPath": str(container.log_path),
+        "Name": f"/{container.name}",
+        "RestartCount": container.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {**container.host_config, "LogConfig": {"Type": "k8s-file", "Config": {}}},
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "MergedDir": str(container.rootfs),
+            "UpperDir": str(container.directory / "upper"),
+            "WorkDir": str(container.directory / "work"),
+        }},
+        "Mounts": [{k: v for k, v in m.items() if k != "Anonymous"} for m in container.mounts],
+        "Config": config,
+        "NetworkSettings": {"Networks": {}, "SandboxKey": "", "Ports": {}},
+        "OCIRuntime": container.runtime,
+    }

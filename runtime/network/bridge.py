@@ -1,0 +1,174 @@
+"""Links, addresses, routes and network namespaces through netlink (pyroute2), no `ip` tool.
+
+Names (Linux allows 15 characters):
+- a network's bridge is `bt-<10 hex of the network id>`;
+- a container's host-side veth is `vb<12 hex>` (a hash of the sandbox id and the network), its
+  other end is `eth0`, `eth1`… inside the namespace;
+- a sandbox's namespace is `berth-<12 hex of the sandbox id>`, bound at /run/netns/NAME (where
+  `ip netns` and runc find it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any
+
+from pyroute2 import IPRoute, NetlinkError, NetNS, netns
+
+from runtime.errors import RuntimeFailure
+
+NETNS_DIR = "/run/netns"
+BRIDGE_PREFIX = "bt-"
+VETH_PREFIX = "vb"
+NETNS_PREFIX = "berth-"
+
+
+def bridge_name(network_id: str) -> str:
+    return f"{BRIDGE_PREFIX}{network_id[:10]}"
+
+
+def veth_name(sandbox_id: str, network: str) -> str:
+    digest = hashlib.sha256(f"{sandbox_id}/{network}".encode()).hexdigest()
+    return f"{VETH_PREFIX}{digest[:12]}"
+
+
+def netns_name(sandbox_id: str) -> str:
+    return f"{NETNS_PREFIX}{sandbox_id[:12]}"
+
+
+def netns_path(name: str) -> str:
+    return os.path.join(NETNS_DIR, name)
+
+
+@contextlib.contextmanager
+def _netlink(action: str) -> Iterator[IPRoute]:
+    try:
+        with IPRoute() as ipr:
+            yield ipr
+    except NetlinkError as exc:
+        raise RuntimeFailure(f"{action}: the kernel refused it ({exc.args[-1]})") from None
+
+
+def _index(ipr: Any, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def link_exists(ifname: str) -> bool:
+    with _netlink(f"look up link {ifname}") as ipr:
+        return _index(ipr, ifname) is not None
+
+
+def ensure_bridge(name: str, gateway: IPv4Interface) -> None:
+    """Create bridge `name` with the gateway address and bring it up (idempotent). Its
+    route_localnet is set so that ports published on 127.0.0.1 can be DNATed onto it."""
+    with _netlink(f"create bridge {name}") as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            ipr.link("add", ifname=name, kind="bridge")
+            index = _index(ipr, name)
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                for a in ipr.get_addr(family=2, index=index)}
+        if (str(gateway.ip), gateway.network.prefixlen) not in have:
+            ipr.addr("add", index=index, address=str(gateway.ip),
+                     prefixlen=gateway.network.prefixlen)
+        ipr.link("set", index=index, state="up")
+    _sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
+
+
+def enable_forwarding() -> None:
+    """Routing between bridges and the outside needs IPv4 forwarding on (it usually is)."""
+    _sysctl("net/ipv4/ip_forward", "1")
+
+
+def delete_link(name: str) -> None:
+    """Remove a link (bridge or veth) if it exists."""
+    with _netlink(f"delete link {name}") as ipr:
+        index = _index(ipr, name)
+        if index is not None:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=index)
+
+
+def create_netns(name: str) -> str:
+    """A new named network namespace with `lo` up; returns its path."""
+    try:
+        netns.create(name)
+    except (OSError, NetlinkError) as exc:
+        raise RuntimeFailure(f"create network namespace {name}: {exc}") from None
+    try:
+        with NetNS(name) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+    except BaseException:
+        delete_netns(name)
+        raise
+    return netns_path(name)
+
+
+def delete_netns(name: str) -> None:
+    """Remove a named namespace (its veth ends go with it; the host ends follow)."""
+    if os.path.exists(netns_path(name)):
+        with contextlib.suppress(FileNotFoundError):
+            netns.remove(name)
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(netns_path(name))
+
+
+def add_veth(ns_name: str, bridge: str, host_ifname: str, ifname: str, address: IPv4Interface,
+             gateway: IPv4Address | None) -> str:
+    """Wire a namespace onto a bridge: a veth pair whose host end joins `bridge` and whose
+    other end becomes `ifname` in namespace `ns_name` with `address` and, when `gateway` is
+    given, the default route. Returns the interface's MAC address. On failure nothing stays."""
+    peer = f"{host_ifname}p"
+    try:
+        with _netlink(f"create veth {host_ifname}") as ipr:
+            bridge_index = _index(ipr, bridge)
+            if bridge_index is None:
+                raise RuntimeFailure(f"bridge {bridge} is missing; run `berth-runtime network "
+                                     "ls` to let Berth re-create its networks")
+            ipr.link("add", ifname=host_ifname, kind="veth",
+                     peer={"ifname": peer, "net_ns_fd": ns_name})
+            host_index = _index(ipr, host_ifname)
+            ipr.link("set", index=host_index, master=bridge_index, state="up")
+        with NetNS(ns_name) as ns:
+            index = ns.link_lookup(ifname=peer)[0]
+            ns.link("set", index=index, ifname=ifname)
+            ns.addr("add", index=index, address=str(address.ip),
+                    prefixlen=address.network.prefixlen)
+            ns.link("set", index=index, state="up")
+            if gateway is not None:
+                ns.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=index)
+            link = ns.get_links(index)[0]
+            return str(link.get_attr("IFLA_ADDRESS"))
+    except NetlinkError as exc:
+        delete_link(host_ifname)
+        raise RuntimeFailure(f"wire {ifname} of namespace {ns_name} onto {bridge}: "
+                             f"the kernel refused it ({exc.args[-1]})") from None
+    except BaseException:
+        delete_link(host_ifname)
+        raise
+
+
+def links_with_prefix(*prefixes: str) -> list[str]:
+    """Names of the host's links starting with one of `prefixes` (leak checks, reconcile)."""
+    with _netlink("list links") as ipr:
+        names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+    return sorted(n for n in names if n and n.startswith(prefixes))
+
+
+def _sysctl(key: str, value: str) -> None:
+    path = f"/proc/sys/{key}"
+    try:
+        with open(path) as f:
+            if f.read().strip() == value:
+                return
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as exc:
+        raise RuntimeFailure(f"set {key.replace('/', '.')}={value}: {exc}") from None

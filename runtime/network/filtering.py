@@ -1,0 +1,164 @@
+"""Packet filtering: outbound NAT, published ports, isolation, internal networks (nftables).
+
+Why nftables through the `nft` tool: one `inet` table that Berth alone owns is replaced in a
+single atomic transaction (`table …{}; delete table …; table … {…}` piped to `nft -f -`), so the
+rules are always exactly what the state on disk says — never half-applied, trivially reinstalled
+after something flushed them, and removed without touching anybody else's tables (podman's,
+docker's, iptables-nft's). pyroute2's nftables support is low-level (one netlink expression at a
+time, no transactions across chains in its public API) and would need far more code for the same
+result; the `nft` text syntax is the documented interface and is what a reader can check with
+`nft list table inet berth`.
+
+The table is `inet berth` for the default root (/var/lib/berth) and `inet berth_<hash>` for any
+other root, so a test root or a second instance never rewrites the production rules.
+
+Published ports and 127.0.0.1: rules DNAT in the nat `prerouting` (traffic from outside and from
+containers) and `output` (traffic from the host itself) hooks, for every local destination address
+(`fib daddr type local`). Traffic to 127.0.0.1 that is DNATed to a container would be dropped as a
+"martian" when it leaves on the bridge; we set `route_localnet=1` on Berth's bridges only (not
+globally) and masquerade such packets to the bridge address, as netavark does. We chose this over
+a userspace proxy (docker-proxy) because it needs no process per port, keeps UDP working the same
+way, and costs nothing per packet in Python. Hairpin (a container reaching a published port of a
+peer on its own bridge) is masqueraded too, so the reply comes back through the host.
+
+Isolation: in the forward hook, traffic from one Berth bridge to another is dropped unless it is
+DNATed (a published port) or belongs to such a connection; an internal network's bridge forwards
+nothing in or out (and its containers get no default route). Outbound traffic of non-internal
+networks is masqueraded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import RuntimeFailure
+
+DEFAULT_ROOT = Path("/var/lib/berth")
+TABLE_PREFIX = "berth"
+
+
+@dataclass(frozen=True)
+class NetworkRules:
+    """What the ruleset needs to know about one network."""
+
+    bridge: str
+    subnet: str
+    internal: bool
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """One published port: host (address, port, protocol) → container address and port."""
+
+    host_ip: str  # "" for every host address
+    host_port: int
+    protocol: str  # tcp or udp
+    container_ip: str
+    container_port: int
+
+
+def table_name(root: Path) -> str:
+    """`berth` for the default root, `berth_<8 hex>` for any other root."""
+    if Path(root).resolve() == DEFAULT_ROOT:
+        return TABLE_PREFIX
+    digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+    return f"{TABLE_PREFIX}_{digest}"
+
+
+def render(table: str, networks: list[NetworkRules], ports: list[PortRule]) -> str:
+    """The complete `nft -f` script that replaces the table with the given state."""
+    lines = [f"table inet {table} {{}}", f"delete table inet {table}"]
+    if not networks:
+        return "\n".join(lines) + "\n"
+    bridges = [n.bridge for n in networks]
+    internal = [n.bridge for n in networks if n.internal]
+    lines.append(f"table inet {table} {{")
+    lines += [
+        "  chain ports {",
+        *(f"    {_port_rule(rule)}" for rule in ports),
+        "  }",
+        "  chain prerouting {",
+        "    type nat hook prerouting priority dstnat - 5; policy accept;",
+        "    fib daddr type local jump ports",
+        "  }",
+        "  chain output {",
+        "    type nat hook output priority dstnat - 5; policy accept;",
+        "    fib daddr type local jump ports",
+        "  }",
+        "  chain postrouting {",
+        "    type nat hook postrouting priority srcnat - 5; policy accept;",
+        f"    ct status dnat ip saddr 127.0.0.0/8 oifname {_set(bridges)} masquerade",
+    ]
+    for network in networks:
+        lines.append(f"    ct status dnat ip saddr {network.subnet} oifname \"{network.bridge}\""
+                     " masquerade")
+        if not network.internal:
+            lines.append(f"    ip saddr {network.subnet} ip daddr != {network.subnet} masquerade")
+    lines += [
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority filter - 5; policy accept;",
+    ]
+    if internal:
+        lines += [
+            f"    iifname {_set(internal)} oifname != {_set(internal)} drop",
+            f"    oifname {_set(internal)} iifname != {_set(internal)} drop",
+        ]
+        for bridge in internal:
+            if len(internal) > 1:
+                others = [b for b in internal if b != bridge]
+                lines.append(f"    iifname \"{bridge}\" oifname {_set(others)} drop")
+    lines += ["    ct state established,related accept", "    ct status dnat accept"]
+    for bridge in bridges:
+        others = [b for b in bridges if b != bridge]
+        if others:
+            lines.append(f"    iifname \"{bridge}\" oifname {_set(others)} drop")
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def apply(table: str, networks: list[NetworkRules], ports: list[PortRule]) -> None:
+    """Replace the table atomically (or remove it when there are no networks)."""
+    _nft(render(table, networks, ports))
+
+
+def remove(table: str) -> None:
+    """Remove the table if it exists."""
+    _nft(render(table, [], []))
+
+
+def installed(table: str) -> bool:
+    """Whether the table is present in the kernel."""
+    result = subprocess.run(["nft", "list", "table", "inet", table], capture_output=True,
+                            text=True)
+    return result.returncode == 0
+
+
+def tables() -> set[str]:
+    """Names of the inet tables that are Berth's (leak checks)."""
+    result = subprocess.run(["nft", "list", "tables", "inet"], capture_output=True, text=True)
+    names = {line.split()[-1] for line in result.stdout.splitlines() if line.startswith("table")}
+    return {n for n in names if n == TABLE_PREFIX or n.startswith(f"{TABLE_PREFIX}_")}
+
+
+def _port_rule(rule: PortRule) -> str:
+    match_ip = f"ip daddr {rule.host_ip} " if rule.host_ip not in ("", "0.0.0.0") else ""
+    return (f"{match_ip}{rule.protocol} dport {rule.host_port} "
+            f"dnat ip to {rule.container_ip}:{rule.container_port}")
+
+
+def _set(names: list[str]) -> str:
+    return "{ " + ", ".join(f'"{n}"' for n in names) + " }"
+
+
+def _nft(script: str) -> None:
+    try:
+        result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RuntimeFailure("the `nft` tool is missing; run `make setup` "
+                             "(apt-get install nftables)") from None
+    if result.returncode != 0:
+        raise RuntimeFailure(f"nft refused Berth's ruleset: {result.stderr.strip()}")
