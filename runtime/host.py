@@ -38,6 +38,10 @@ class Host:
 
     def purge(self) -> None:
         """Remove every container and volume of this root (tests and `berth-runtime system reset`).
-        Containers go first: they hold mounts and volumes."""
+        The background supervisor goes first (it would restart containers), then containers
+        (they hold mounts and volumes)."""
+        from runtime.supervisor import stop_background
+
+        stop_background(self.root)
         self.containers.purge()
         self.volumes.purge()

@@ -49,12 +49,33 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
+def _berth_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+    return {n for n in names if n.startswith(("bt-", "vb"))}
+
+
+def _berth_nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables", "inet"], capture_output=True, text=True).stdout
+    return {line.split()[-1] for line in out.splitlines()
+            if line.startswith("table") and line.split()[-1].startswith("berth")}
+
+
+def _aardvark_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", f"aardvark-dns --config {TEST_ROOT_PARENT}"],
+                         capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
 def snapshot() -> dict[str, set]:
     return {
         "conmon processes": _conmon_pids(),
         "overlay mounts": _overlay_mounts(),
         "cgroups": _berth_cgroups(),
         "network namespaces": _netns(),
+        "network links": _berth_links(),
+        "nft tables": _berth_nft_tables(),
+        "aardvark-dns processes": _aardvark_pids(),
     }
 
 

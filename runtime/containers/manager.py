@@ -14,6 +14,7 @@ Seams for the supervisor (restart policies, health-check scheduling):
 
 from __future__ import annotations
 
+import builtins
 import os
 import secrets
 import subprocess
@@ -64,9 +65,9 @@ class ContainerManager:
         self.root = Path(host.root)
         self.store = ContainerStore(self.root)
         self.network: NetworkProvider = LoopbackOnly()
-        self.exit_command: list[str] | None = None  # passed to conmon as --exit-command
+        self.exit_command: builtins.list[str] | None = None  # passed to conmon as --exit-command
         self.log_size_max: int | None = None
-        self.exit_hooks: list[Callable[[Container], None]] = []
+        self.exit_hooks: builtins.list[Callable[[Container], None]] = []
 
     # -- runtime -----------------------------------------------------------------------------
     def runtime_for(self, container: Container) -> OCIRuntime:
@@ -84,7 +85,7 @@ class ContainerManager:
         return self.refresh(self.store.find(ref))
 
     def list(self, all: bool = False, labels: dict[str, str | None] | None = None,
-             ) -> list[Container]:
+             ) -> builtins.list[Container]:
         """Running containers (or all with `all`), newest first, optionally filtered by
         labels (`{"k": "v"}` matches k=v, `{"k": None}` matches any value of k)."""
         found = []
@@ -97,11 +98,11 @@ class ContainerManager:
             found.append(container)
         return sorted(found, key=lambda c: c.created, reverse=True)
 
-    def users_of_image(self, image_id: str) -> list[str]:
+    def users_of_image(self, image_id: str) -> builtins.list[str]:
         """Names of the containers created from `image_id` (any state)."""
         return sorted(c.name for c in self.store.all() if c.image_id == image_id)
 
-    def users_of_volume(self, name: str) -> list[str]:
+    def users_of_volume(self, name: str) -> builtins.list[str]:
         """Names of the containers that mount volume `name` (any state)."""
         return sorted(c.name for c in self.store.all()
                       if any(m.get("Type") == "volume" and m.get("Name") == name
@@ -122,7 +123,7 @@ class ContainerManager:
             self._discard(container, created_volumes)
             raise
 
-    def _create(self, options: opts.RunOptions) -> tuple[Container, list[str]]:
+    def _create(self, options: opts.RunOptions) -> tuple[Container, builtins.list[str]]:
         image = self.host.images.get(options.image)
         config, host_config, requests = self._build_config(options, image)
         layer_dirs = image.layer_dirs()
@@ -156,7 +157,7 @@ class ContainerManager:
                 runtime=runtime_path, directory=directory,
             )
             self.store.save(container)
-        created_volumes: list[str] = []
+        created_volumes: builtins.list[str] = []
         try:
             container.mounts = self._prepare_mounts(requests, config, created_volumes)
             for sub in ("bundle/rootfs", "upper", "work", "userdata"):
@@ -168,7 +169,7 @@ class ContainerManager:
         return container, created_volumes
 
     def _build_config(self, options: opts.RunOptions, image: Any,
-                      ) -> tuple[dict[str, Any], dict[str, Any], list[opts.MountRequest]]:
+                      ) -> tuple[dict[str, Any], dict[str, Any], builtins.list[opts.MountRequest]]:
         """Docker's Config and HostConfig from the image config and the options (all parsing
         happens here, before anything is created)."""
         image_config = image.runtime_config
@@ -224,8 +225,8 @@ class ContainerManager:
         }
         return config, host_config, requests
 
-    def _prepare_mounts(self, requests: list[opts.MountRequest], config: dict[str, Any],
-                        created_volumes: list[str]) -> list[dict[str, Any]]:
+    def _prepare_mounts(self, requests: builtins.list[opts.MountRequest], config: dict[str, Any],
+                        created_volumes: builtins.list[str]) -> builtins.list[dict[str, Any]]:
         """Docker-shaped Mounts: binds (must exist), named volumes (created if missing, as
         docker does) and anonymous volumes for the image's Volumes not covered by `-v`."""
         mounts = []
@@ -266,7 +267,7 @@ class ContainerManager:
                            "Anonymous": anonymous})
         return mounts
 
-    def _discard(self, container: Container, created_volumes: list[str]) -> None:
+    def _discard(self, container: Container, created_volumes: builtins.list[str]) -> None:
         """Roll back a create: the record, its directory, and volumes it created."""
         self._teardown(container)
         self.store.remove(container)
@@ -332,7 +333,7 @@ class ContainerManager:
         self.store.save(container)
         self.network.attached(container, pid)
 
-    def _write_bundle(self, container: Container, layer_dirs: list[Path],
+    def _write_bundle(self, container: Container, layer_dirs: builtins.list[Path],
                       namespace: str | None) -> None:
         import json
 
@@ -526,7 +527,7 @@ class ContainerManager:
         return int(self.refresh(container).state["ExitCode"])
 
     # -- exec --------------------------------------------------------------------------------
-    def exec(self, ref: str, command: list[str], env: list[str] | None = None,
+    def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
              workdir: str | None = None, user: str | None = None, capture: bool = False,
              timeout: float | None = None) -> subprocess.CompletedProcess:
         """Run `command` inside a running container (non-interactive, like `docker exec`

@@ -148,7 +148,7 @@ def select_runtime(root: Path) -> str:
             return str(cached["path"])
     except (OSError, ValueError, KeyError):
         pass
-    failures = []
+    failures: list[str] = []
     for path in candidates:
         error = probe(path, root)
         if error is None:

@@ -114,7 +114,7 @@ def import_archive(store: ImageStore, source: Path | str | IO[bytes],
         with _open_source(source) as stream:
             reader = _ArchiveReader(staging)
             reader.read(stream)
-        candidates = reader.images()
+        candidates = _merge_duplicates(reader.images())
         if not candidates:
             raise ImageError("the archive holds no image manifests")
         if tag is not None:
@@ -148,6 +148,16 @@ def _open_source(source: Path | str | IO[bytes]) -> Iterator[IO[bytes]]:
             raise ImageError(f"archive {str(source)!r} is a directory; give a tar file") from None
     else:
         yield source
+
+
+def _merge_duplicates(candidates: list[_Candidate]) -> list[_Candidate]:
+    """One candidate per manifest: an index may list a manifest once per name."""
+    merged: dict[bytes, _Candidate] = {}
+    for candidate in candidates:
+        first = merged.setdefault(candidate.manifest_bytes, candidate)
+        if first is not candidate:
+            first.names += [name for name in candidate.names if name not in first.names]
+    return list(merged.values())
 
 
 def _names_for(candidate: _Candidate) -> list[str]:

@@ -113,15 +113,27 @@ def unpack_layer(blob: Path, dest: Path) -> str:
     with open(blob, "rb") as raw:
         hashing = _HashingReader(open_layer_stream(raw))
         reader = io.BufferedReader(hashing, 1 << 16)
-        with tarfile.open(fileobj=reader, mode="r|") as archive:
-            unpacker = _Unpacker(dest)
-            for member in archive:
-                unpacker.add(member, archive)
-            unpacker.finish()
-        # tar's end-of-archive padding is part of the diff id.
-        while reader.read(1 << 20):
-            pass
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as archive:
+                unpacker = _Unpacker(dest)
+                for member in archive:
+                    unpacker.add(member, archive)
+                unpacker.finish()
+            # tar's end-of-archive padding is part of the diff id.
+            while reader.read(1 << 20):
+                pass
+        except (tarfile.TarError, EOFError) as exc:
+            raise ImageError(f"layer {blob.name} is not a readable tar archive: {exc}") from None
+        except zstandard_error() as exc:
+            raise ImageError(f"layer {blob.name} is not valid zstd data: {exc}") from None
     return "sha256:" + hashing.hasher.hexdigest()
+
+
+def zstandard_error() -> type[Exception]:
+    """zstandard's error class, imported only when needed."""
+    import zstandard
+
+    return zstandard.ZstdError
 
 
 def clean_entry_name(name: str, kind: str = "layer entry") -> str:

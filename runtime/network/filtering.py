@@ -85,7 +85,7 @@ def render(table: str, networks: list[NetworkRules], ports: list[PortRule]) -> s
         "    fib daddr type local jump ports",
         "  }",
         "  chain output {",
-        "    type nat hook output priority dstnat - 5; policy accept;",
+        "    type nat hook output priority -105; policy accept;",
         "    fib daddr type local jump ports",
         "  }",
         "  chain postrouting {",

@@ -148,8 +148,8 @@ def test_secure_defaults_are_visible_from_inside(host):
     for masked in ("/proc/kcore", "/proc/keys", "/proc/timer_list"):
         if os.path.exists(masked):
             assert exec_out(host, container, f"wc -c < {masked}").strip() == "0", masked
-    denied = host.containers.exec(container.id, ["sh", "-c", "echo 1 > /proc/sys/kernel/ns_last_pid"],
-                                  capture=True)
+    denied = host.containers.exec(
+        container.id, ["sh", "-c", "echo 1 > /proc/sys/kernel/ns_last_pid"], capture=True)
     assert denied.returncode != 0
     assert exec_out(host, container, "ulimit -n").strip() == "1024"
     assert exec_out(host, container, "cat /sys/fs/cgroup/pids/pids.max").strip() == "2048"

@@ -285,3 +285,40 @@ def test_cli_image_rm_is_refused_while_a_container_uses_it(host, cli):
     cli("rm", "holds-busybox")
     assert cli("rmi", "busybox").stdout.splitlines()[-1].startswith("Deleted: sha256:")
     assert host.images.list() == []
+
+
+def test_oci_index_listing_one_manifest_under_two_names_imports_one_image(host, tmp_path):
+    spec = ImageSpec([layer(file("x"))], tags=["one:1", "localhost/two:2"])
+    archive = tmp_path / "names.tar"
+    write_oci_archive(archive, [spec])
+    (image,) = import_archive(host.images, archive)
+    assert image.tags == ["localhost/two:2", "one:1"]
+
+
+def test_removing_an_image_during_an_import_keeps_the_import_blobs(host, tmp_path):
+    store = host.images
+    import_archive(store, _archive(tmp_path, ImageSpec([layer(file("old"))], tags=["old:1"])))
+    with store.ingesting() as ingest:
+        in_flight = ingest.put_blob_bytes(b"a layer on its way in")
+        store.remove("old:1")  # its garbage collection must not take the in-flight blob
+        assert store.has_blob(in_flight)
+    store.remove("busybox")  # nothing running now: this collection frees the orphan
+    assert not store.has_blob(in_flight)
+    assert not any(store.blob_dir.iterdir())
+
+
+def test_failed_ingest_removes_only_what_it_added(host):
+    store = host.images
+    busybox = store.get("busybox")
+    with pytest.raises(RuntimeError), store.ingesting() as ingest:
+        ingest.put_blob_bytes(store.read_blob(busybox.id))  # already there: not "added"
+        added = ingest.put_blob_bytes(b"new")
+        raise RuntimeError("the pull broke off")
+    assert not store.has_blob(added)
+    assert store.has_blob(busybox.id)
+
+
+def _archive(tmp_path: Path, spec: ImageSpec) -> Path:
+    path = tmp_path / f"{spec.image_id[7:19]}.tar"
+    write_docker_save(path, [spec])
+    return path

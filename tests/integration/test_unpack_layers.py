@@ -87,3 +87,8 @@ def test_truncated_gzip_layer_is_an_error(tmp_path):
     built = layer(file("data", os.urandom(200_000)), compression="gzip")
     with pytest.raises(ImageError, match="truncated"):
         unpack(tmp_path, built.blob[: len(built.blob) // 2])
+
+
+def test_layer_that_is_not_a_tar_is_an_error(tmp_path):
+    with pytest.raises(ImageError, match="not a readable tar"):
+        unpack(tmp_path, b"this is not a tar archive at all" * 40)

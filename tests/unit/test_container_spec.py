@@ -71,7 +71,8 @@ def test_users_resolve_from_the_images_own_passwd_and_group(tmp_path):
     lower, upper = tmp_path / "l1", tmp_path / "l2"
     (lower / "etc").mkdir(parents=True)
     (upper / "etc").mkdir(parents=True)
-    (lower / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:100:101::/home/app:/bin/sh\n")
+    (lower / "etc/passwd").write_text(
+        "root:x:0:0::/root:/bin/sh\napp:x:100:101::/home/app:/bin/sh\n")
     (lower / "etc/group").write_text("root:x:0:\napp:x:101:\nextra:x:300:app\n")
     # a symlinked passwd in a higher layer must not be followed to the host's file
     (upper / "etc/shadow").symlink_to("/etc/shadow")
