@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-TEST_ROOT_PARENT = Path("/var/tmp/berth-tests")
+# One parent per pytest session, so sessions running side by side never see each other's roots.
+TEST_ROOT_PARENT = Path("/var/tmp/berth-tests") / f"s{os.getpid()}-{uuid.uuid4().hex[:6]}"
 REPO = Path(__file__).resolve().parent.parent
 BERTH_RUNTIME = [sys.executable, "-m", "runtime"]
 
@@ -24,10 +25,18 @@ BERTH_RUNTIME = [sys.executable, "-m", "runtime"]
 def _conmon_pids() -> set[int]:
     # Exited conmons linger as zombies until PID 1 reaps them (lazily on these machines);
     # they are not leaks.
-    out = subprocess.run(["ps", "-C", "conmon", "-o", "pid=,stat="], capture_output=True,
+    # Only this session's: conmon's command line names the bundle under our roots.
+    out = subprocess.run(["ps", "-C", "conmon", "-o", "pid=,stat=,args="], capture_output=True,
                          text=True).stdout
     return {int(line.split()[0]) for line in out.splitlines()
-            if line.split() and not line.split()[1].startswith("Z")}
+            if line.split() and not line.split()[1].startswith("Z")
+            and str(TEST_ROOT_PARENT) in line}
+
+
+def _supervisor_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", f"runtime --root {TEST_ROOT_PARENT}/.* supervise"],
+                         capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
 
 
 def _overlay_mounts() -> set[str]:
@@ -70,6 +79,7 @@ def _aardvark_pids() -> set[int]:
 def snapshot() -> dict[str, set]:
     return {
         "conmon processes": _conmon_pids(),
+        "supervisor processes": _supervisor_pids(),
         "overlay mounts": _overlay_mounts(),
         "cgroups": _berth_cgroups(),
         "network namespaces": _netns(),
@@ -111,6 +121,7 @@ def berth_root() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
         try:
             TEST_ROOT_PARENT.rmdir()
+            TEST_ROOT_PARENT.parent.rmdir()
         except OSError:
             pass
         assert not still_mounted, f"test left overlay mounts: {still_mounted}"

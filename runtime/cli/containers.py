@@ -180,11 +180,22 @@ def _run(args: argparse.Namespace) -> int:
     options = run_options(args)
     if args.detach:
         container = manager.run(options)
+        _supervise_if_needed(manager, container)
         print(container.id)
         return 0
     options.auto_remove = False  # the attached client removes it itself, after the exit code
     container = manager.run(options)
+    _supervise_if_needed(manager, container)
     return attach(manager, container, remove=args.rm)
+
+
+def _supervise_if_needed(manager: ContainerManager, container: Any) -> None:
+    """Restart policies and health checks need the root's background supervisor."""
+    from runtime.containers.record import Container
+    from runtime.supervisor import ensure_background, needs_supervision
+
+    if isinstance(container, Container) and needs_supervision(container):
+        ensure_background(manager.root)
 
 
 def attach(manager: ContainerManager, container: Container, remove: bool = False) -> int:
@@ -223,7 +234,7 @@ def _each(action: Callable[[ContainerManager, str, argparse.Namespace], Any],
         failed = 0
         for ref in args.containers:
             try:
-                action(manager, ref, args)
+                _supervise_if_needed(manager, action(manager, ref, args))
                 print(ref)
             except BerthError as exc:
                 print(f"berth-runtime: {exc}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,8 +70,21 @@ def talk(netns_path: str | None, host: str, port: int, proto: str = "tcp",
     return result.stdout.strip() or f"error: {result.stderr.strip()}"
 
 
-def lookup(netns_path: str, name: str, server: str) -> str | None:
-    """Resolve `name` with the DNS server at `server` from inside the namespace."""
+def lookup(netns_path: str, name: str, server: str, expect: str | None = "any",
+           attempts: int = 40) -> str | None:
+    """Resolve `name` with the DNS server at `server` from inside the namespace. The server
+    reloads asynchronously after a change, so the query is repeated (a few times, briefly)
+    until the answer is `expect` ("any" = any address, None = no address)."""
+    answer = None
+    for _ in range(attempts):
+        answer = _lookup_once(netns_path, name, server)
+        if answer == expect or (expect == "any" and answer is not None):
+            return answer
+        time.sleep(0.05)
+    return answer
+
+
+def _lookup_once(netns_path: str, name: str, server: str) -> str | None:
     result = subprocess.run(["nsenter", f"--net={netns_path}", "busybox", "nslookup", name,
                              server], capture_output=True, text=True, timeout=30)
     answers = result.stdout.split("Name:")[1:] if result.returncode == 0 else []

@@ -1,0 +1,111 @@
+"""Restart policies and scheduled health checks with real containers and a real Supervisor."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from runtime.containers.options import HealthOptions, RunOptions
+from runtime.supervisor import Supervisor
+
+pytestmark = pytest.mark.root
+
+
+def until(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def supervisor(host) -> Iterator[Supervisor]:
+    sup = Supervisor(host)
+    thread = threading.Thread(target=sup.run, daemon=True)
+    thread.start()
+    yield sup
+    sup.stop()
+    thread.join(10)
+
+
+def run(host, *command: str, **options):
+    return host.containers.run(RunOptions(image="busybox", command=list(command), **options))
+
+
+def test_on_failure_restarts_up_to_the_limit_then_stays_exited(host, supervisor):
+    container = run(host, "sh", "-c", "exit 3", restart="on-failure:2")
+    final = until(lambda: (c := host.containers.get(container.id)).restart_count == 2
+                  and not c.running and c)
+    time.sleep(1.0)  # a third restart would come after 0.4 s of back-off
+    final = host.containers.get(container.id)
+    assert (final.restart_count, final.status, final.state["ExitCode"]) == (2, "exited", 3)
+
+
+def test_on_failure_does_not_restart_a_clean_exit(host, supervisor):
+    container = run(host, "true", restart="on-failure")
+    until(lambda: host.containers.get(container.id).status == "exited")
+    time.sleep(0.5)
+    assert host.containers.get(container.id).restart_count == 0
+
+
+def test_always_restarts_with_growing_backoff(host, supervisor):
+    container = run(host, "true", restart="always")
+    until(lambda: host.containers.get(container.id).restart_count >= 3)
+    host.containers.stop(container.id, timeout=1)
+    count = host.containers.get(container.id).restart_count
+    time.sleep(1.0)
+    stopped = host.containers.get(container.id)
+    assert not stopped.running and stopped.restart_count == count  # stop wins over always
+    # the delays the supervisor chose double: 0.1, 0.2, 0.4 …
+    assert supervisor.delays[container.id] >= 0.4
+
+
+def test_unless_stopped_restarts_a_killed_container(host, supervisor):
+    container = run(host, "sleep", "30", restart="unless-stopped")
+    host.containers.kill(container.id, "KILL")
+    restarted = until(lambda: (c := host.containers.get(container.id)).running
+                      and c.restart_count == 1 and c)
+    assert restarted.state["Pid"] != container.state["Pid"]
+
+
+def test_no_policy_leaves_the_container_exited(host, supervisor):
+    container = run(host, "sh", "-c", "exit 1")
+    until(lambda: host.containers.get(container.id).status == "exited")
+    time.sleep(0.5)
+    assert host.containers.get(container.id).restart_count == 0
+
+
+def test_scheduled_health_checks_reach_healthy_and_unhealthy(host, supervisor):
+    container = run(host, "sleep", "30", health=HealthOptions(
+        test=["CMD-SHELL", "test -f /tmp/ok"], interval=200_000_000, retries=2,
+        timeout=2_000_000_000))
+    unhealthy = until(lambda: host.containers.get(container.id).state["Health"]["Status"]
+                      == "unhealthy")
+    assert unhealthy
+    host.containers.exec(container.id, ["touch", "/tmp/ok"])
+    until(lambda: host.containers.get(container.id).state["Health"]["Status"] == "healthy")
+
+
+def test_start_period_failures_do_not_count(host, supervisor):
+    container = run(host, "sleep", "30", health=HealthOptions(
+        test=["CMD", "false"], interval=100_000_000, retries=1, start_period=30_000_000_000))
+    until(lambda: len(host.containers.get(container.id).state["Health"]["Log"]) >= 3)
+    assert host.containers.get(container.id).state["Health"]["Status"] == "starting"
+
+
+def test_cli_starts_a_background_supervisor_for_restart_policies(cli, berth_root):
+    from runtime.host import Host
+    from runtime.images.bootstrap import bootstrap_busybox
+    from runtime.supervisor import pidfile
+
+    bootstrap_busybox(Host(berth_root).images)
+    cid = cli("run", "-d", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2").stdout.strip()
+    until(lambda: pidfile(berth_root).exists())
+    until(lambda: Host(berth_root).containers.get(cid).restart_count >= 2)
+    cli("rm", "-f", cid)
