@@ -14,7 +14,7 @@ from bench.common import emit
 
 def main(argv: list[str]) -> int:
     names = argv or sorted(
-        info.name for info in pkgutil.iter_modules([str(Path(__file__).parent))
+        info.name for info in pkgutil.iter_modules([str(Path(__file__).parent)])
         if info.name.startswith("bench_")
     )
     failed = 0

@@ -76,10 +76,11 @@ class Podman:
                            stderr=subprocess.DEVNULL)
         self.ids: list[str] = []
 
-    def run(self, *args: str) -> str:
-        """`podman run -d [ARGS] IMAGE sleep 3600`; returns the container id."""
+    def run(self, *args: str, command: tuple[str, ...] = ("sleep", "3600")) -> str:
+        """`podman run -d [ARGS] IMAGE COMMAND` (COMMAND `sleep 3600` unless given); returns
+        the container id."""
         out = subprocess.run(
-            ["podman", "run", "-d", *args, PODMAN_IMAGE, "sleep", "3600"],
+            ["podman", "run", "-d", *args, PODMAN_IMAGE, *command],
             check=True, capture_output=True, text=True,
         )
         container_id = out.stdout.strip()

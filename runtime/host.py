@@ -16,6 +16,7 @@ from runtime.images.store import ImageStore
 
 if TYPE_CHECKING:
     from runtime.containers.manager import ContainerManager
+    from runtime.network.provider import BridgeNetworks
     from runtime.volumes import VolumeStore
 
 
@@ -29,6 +30,14 @@ class Host:
         from runtime.containers.manager import ContainerManager
 
         return ContainerManager(self)
+
+    @cached_property
+    def networks(self) -> BridgeNetworks:
+        """Bridge networks (runtime/network): `host.networks.manager` creates and lists them;
+        the container manager uses it as its NetworkProvider."""
+        from runtime.network.provider import BridgeNetworks
+
+        return BridgeNetworks(self)
 
     @cached_property
     def volumes(self) -> VolumeStore:
@@ -45,3 +54,4 @@ class Host:
         stop_background(self.root)
         self.containers.purge()
         self.volumes.purge()
+        self.networks.manager.purge()

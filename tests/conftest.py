@@ -40,8 +40,10 @@ def _supervisor_pids() -> set[int]:
 
 
 def _overlay_mounts() -> set[str]:
+    """Overlay mounts under this session's roots (benchmarks may run beside the suite)."""
     with open("/proc/mounts") as f:
-        return {line.split()[1] for line in f if line.split()[2] == "overlay"}
+        return {line.split()[1] for line in f if line.split()[2] == "overlay"
+                and line.split()[1].startswith(str(TEST_ROOT_PARENT))}
 
 
 def _berth_cgroups() -> set[str]:

@@ -27,7 +27,7 @@ def add_common_options(parser: argparse.ArgumentParser, top_level: bool) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.cli import containers, images, registry, system, volumes
+    from runtime.cli import containers, images, networks, registry, system, volumes
 
     parser = argparse.ArgumentParser(
         prog="berth-runtime",
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common_options(parser, top_level=True)
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
-    for area in (images, registry, containers, volumes, system):
+    for area in (images, registry, containers, volumes, networks, system):
         area.register(verbs)
     for name, sub in verbs.choices.items():
         add_common_options(sub, top_level=False)

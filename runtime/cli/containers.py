@@ -124,6 +124,14 @@ def _add_create_flags(parser: argparse.ArgumentParser) -> None:
     add("--stop-signal", metavar="SIG", help="signal for stop (default: the image's, else TERM)")
     add("-l", "--label", action="append", default=[], metavar="K=V", help="set a label")
     add("--hostname", metavar="NAME", help="container host name (default: the short id)")
+    add("--network", "--net", action="append", default=[], metavar="NET",
+        help="network to join (repeatable; default: berth; also none or host)")
+    add("--ip", metavar="IP", help="IPv4 address on the (single) network")
+    add("--network-alias", action="append", default=[], metavar="ALIAS",
+        help="extra DNS name on the container's networks (repeatable)")
+    add("-p", "--publish", action="append", default=[], metavar="[IP:][HOST:]CTR[/PROTO]",
+        help="publish a container port (HOST omitted: a free port; repeatable)")
+    add("-P", "--publish-all", action="store_true", help="publish every exposed port")
     add("--health-cmd", metavar="CMD", help="command to check health (run by /bin/sh -c)")
     add("--health-interval", metavar="DURATION", help="time between checks (default 30s)")
     add("--health-timeout", metavar="DURATION", help="maximum time of one check (default 30s)")
@@ -166,6 +174,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         workdir=args.workdir, entrypoint=args.entrypoint, read_only=args.read_only,
         stop_timeout=args.stop_timeout, stop_signal=args.stop_signal, labels=args.label,
         health=health, hostname=args.hostname, auto_remove=bool(getattr(args, "rm", False)),
+        networks=args.network, ip=args.ip, network_aliases=args.network_alias,
+        publish=args.publish, publish_all=args.publish_all,
     )
 
 

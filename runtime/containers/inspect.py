@@ -42,6 +42,7 @@ def inspect_container(container: Container) -> dict[str, Any]:
         }},
         "Mounts": [{k: v for k, v in m.items() if k != "Anonymous"} for m in container.mounts],
         "Config": config,
-        "NetworkSettings": {"Networks": {}, "SandboxKey": "", "Ports": {}},
+        "NetworkSettings": {"Networks": {}, "SandboxKey": "", "Ports": {},
+                            **container.network_settings},
         "OCIRuntime": container.runtime,
     }

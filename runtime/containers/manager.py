@@ -64,7 +64,7 @@ class ContainerManager:
         self.host = host
         self.root = Path(host.root)
         self.store = ContainerStore(self.root)
-        self.network: NetworkProvider = LoopbackOnly()
+        self.network: NetworkProvider = _default_network(host)
         self.exit_command: builtins.list[str] | None = None  # passed to conmon as --exit-command
         self.log_size_max: int | None = None
         self.exit_hooks: builtins.list[Callable[[Container], None]] = []
@@ -126,6 +126,7 @@ class ContainerManager:
     def _create(self, options: opts.RunOptions) -> tuple[Container, builtins.list[str]]:
         image = self.host.images.get(options.image)
         config, host_config, requests = self._build_config(options, image)
+        network_settings = self.network.configure(options, config, host_config)
         layer_dirs = image.layer_dirs()
         user = resolve_user(config.get("User") or "", layer_dirs)
         if host_config["Init"] and _tini() is None:
@@ -155,6 +156,7 @@ class ContainerManager:
                 id=container_id, name=name, created=now_iso(), image_id=image.id,
                 image_ref=options.image, config=config, host_config=host_config, mounts=[],
                 runtime=runtime_path, directory=directory,
+                network_settings=network_settings,
             )
             self.store.save(container)
         created_volumes: builtins.list[str] = []
@@ -270,6 +272,7 @@ class ContainerManager:
     def _discard(self, container: Container, created_volumes: builtins.list[str]) -> None:
         """Roll back a create: the record, its directory, and volumes it created."""
         self._teardown(container)
+        self.network.removed(container)
         self.store.remove(container)
         for name in created_volumes:
             try:
@@ -502,6 +505,7 @@ class ContainerManager:
                 self._kill_and_wait(container, self.runtime_for(container))
                 container = self._reload(container)
             self._teardown(container)
+            self.network.removed(container)
             self.store.remove(container)
         if volumes:
             self._remove_anonymous_volumes(container)
@@ -593,6 +597,7 @@ class ContainerManager:
                         pass
                     self._wait_exit(container, KILL_GRACE)
                 self._teardown(container)
+                self.network.removed(container)
             except BerthError as exc:
                 errors.append(f"{container.name}: {exc}")
             rootfs.unmount(container.rootfs)
@@ -705,3 +710,11 @@ def _runtime_binary(name: str) -> str:
     import shutil
 
     return shutil.which(name) or name
+
+
+def _default_network(host: Host) -> NetworkProvider:
+    """Bridge networking (runtime/network) when it can be imported, else loopback only."""
+    try:
+        return host.networks
+    except ImportError:  # pyroute2 missing: `make setup` installs it
+        return LoopbackOnly()

@@ -10,9 +10,12 @@ brings `lo` up). A networking implementation replaces `LoopbackOnly` on the mana
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.containers.record import Container
+
+if TYPE_CHECKING:
+    from runtime.containers.options import RunOptions
 
 
 class NetworkProvider(Protocol):
@@ -34,11 +37,27 @@ class NetworkProvider(Protocol):
     def resolv_conf(self, container: Container) -> str:
         """The container's /etc/resolv.conf."""
 
+    def configure(self, options: RunOptions, config: dict[str, Any],
+                  host_config: dict[str, Any]) -> dict[str, Any]:
+        """At create time, before anything exists: validate the network options, fill
+        HostConfig (NetworkMode, PortBindings…) and return the container's NetworkSettings."""
+
+    def removed(self, container: Container) -> None:
+        """Called when the container is removed (idempotent): free what it kept between runs
+        (its addresses)."""
+
 
 class LoopbackOnly:
     """A new network namespace per container with only `lo`."""
 
     def prepare(self, container: Container) -> str | None:
+        return None
+
+    def configure(self, options: RunOptions, config: dict[str, Any],
+                  host_config: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def removed(self, container: Container) -> None:
         return None
 
     def attached(self, container: Container, pid: int) -> None:

@@ -78,6 +78,11 @@ class RunOptions:
     health: HealthOptions | None = None
     hostname: str | None = None
     auto_remove: bool = False
+    networks: list[str] = field(default_factory=list)  # default: the `berth` network
+    ip: str | None = None
+    network_aliases: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)  # -p [IP:][HOST:]CTR[/tcp|/udp]
+    publish_all: bool = False
 
 
 def validate_name(name: str) -> str:

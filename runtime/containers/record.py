@@ -77,6 +77,7 @@ class Container:
     restart_count: int = 0
     manually_stopped: bool = False  # for `unless-stopped` and not restarting after `stop`
     directory: Path = Path("/nonexistent")
+    network_settings: dict[str, Any] = field(default_factory=dict)  # docker NetworkSettings
 
     @property
     def short_id(self) -> str:
@@ -138,6 +139,7 @@ class Container:
             "ImageRef": self.image_ref, "Config": self.config, "HostConfig": self.host_config,
             "Mounts": self.mounts, "State": self.state, "Runtime": self.runtime,
             "RestartCount": self.restart_count, "ManuallyStopped": self.manually_stopped,
+            "NetworkSettings": self.network_settings,
         }
 
     @classmethod
@@ -149,6 +151,7 @@ class Container:
             state={**new_state(), **data.get("State", {})}, runtime=data.get("Runtime", "runc"),
             restart_count=int(data.get("RestartCount", 0)),
             manually_stopped=bool(data.get("ManuallyStopped", False)), directory=directory,
+            network_settings=dict(data.get("NetworkSettings") or {}),
         )
 
 

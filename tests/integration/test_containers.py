@@ -153,7 +153,7 @@ def test_secure_defaults_are_visible_from_inside(host):
     assert denied.returncode != 0
     assert exec_out(host, container, "ulimit -n").strip() == "1024"
     assert exec_out(host, container, "cat /sys/fs/cgroup/pids/pids.max").strip() == "2048"
-    assert exec_out(host, container, "ip -o link | wc -l").strip() == "1"  # loopback only
+    assert exec_out(host, container, "ip -o link | wc -l").strip() == "2"  # lo + eth0 (berth)
     assert exec_out(host, container, "cat /etc/hostname").strip() == container.short_id
 
 

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from network_helpers import echo_server, lookup, talk
 
 from runtime.errors import Conflict, InvalidArgument, NotFound
-from runtime.network import EndpointRequest, NetworkManager, PortSpec
-from runtime.network import bridge, filtering
-from network_helpers import echo_server, lookup, talk
+from runtime.network import EndpointRequest, NetworkManager, PortSpec, bridge, filtering
 
 pytestmark = pytest.mark.root
 
