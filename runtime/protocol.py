@@ -1,0 +1,102 @@
+"""The wire protocol between the panel's control worker and the host agents, over Celery/Redis.
+
+Plain data only (JSON-serialisable dicts), no Django, so both sides import this module.
+
+Queues
+------
+- ``host.<name>``: one per host; only that host's agent consumes it.
+- ``control``: the control worker (Django) consumes it: reports from agents.
+
+Agent tasks (the panel sends them, on commit, to ``host.<name>``)
+-----------------------------------------------------------------
+All are idempotent: a retried or duplicated message does no harm.
+
+``berth.agent.apply_container(spec, operation_id)``
+    Make the container described by ``spec`` exist on this host and be in ``spec["desired"]``
+    state ("running" or "stopped"). The container is found by its uid label; it is created only
+    when missing, started only when not running. A spec whose ``generation`` is older than the
+    one the host already has is ignored.
+``berth.agent.container_action(uid, action, params, operation_id)``
+    ``action`` in start | stop | restart | kill | remove; params: ``timeout``, ``signal``.
+``berth.agent.pull_image(ref, credentials, operation_id)``
+``berth.agent.ensure_volume(name, labels, operation_id)`` / ``remove_volume(name, operation_id)``
+``berth.agent.ensure_network(spec, operation_id)`` / ``remove_network(name, operation_id)``
+``berth.agent.snapshot()``: send a full snapshot now.
+``berth.agent.logs(uid, tail, since, until, timestamps)`` -> list of log entries (RPC)
+``berth.agent.stats(uid)`` -> stats dict (RPC)
+
+Control tasks (agents send them to ``control``)
+-----------------------------------------------
+``berth.control.heartbeat(host, inventory)``
+``berth.control.container_event(host, uid, event, state)``: event in created | started | exited
+    | oom | health | restarted | removed; ``state`` is `container_state()` of the container.
+``berth.control.snapshot(host, containers, images, volumes, networks)``
+``berth.control.operation_progress(operation_id, status, progress, message, result)``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONTROL_QUEUE = "control"
+UID_LABEL = "berth.uid"
+GENERATION_LABEL = "berth.generation"
+
+AGENT_TASK_PREFIX = "berth.agent."
+CONTROL_TASK_PREFIX = "berth.control."
+
+# operation statuses
+PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
+
+# container events
+EVENTS = ("created", "started", "exited", "oom", "health", "restarted", "removed")
+
+
+def host_queue(host_name: str) -> str:
+    """The queue a host's agent consumes."""
+    return f"host.{host_name}"
+
+
+def agent_task(name: str) -> str:
+    return AGENT_TASK_PREFIX + name
+
+
+def control_task(name: str) -> str:
+    return CONTROL_TASK_PREFIX + name
+
+
+def container_state(container: Any) -> dict[str, Any]:
+    """What the panel records as observed state of one runtime container."""
+    state = container.state
+    health = state.get("Health") or {}
+    return {
+        "uid": container.labels.get(UID_LABEL, ""),
+        "runtime_id": container.id,
+        "name": container.name,
+        "image_id": container.image_id,
+        "status": state.get("Status", ""),
+        "pid": state.get("Pid", 0),
+        "exit_code": state.get("ExitCode", 0),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "health": health.get("Status", ""),
+        "started_at": state.get("StartedAt", ""),
+        "finished_at": state.get("FinishedAt", ""),
+        "restart_count": container.restart_count,
+        "generation": int(container.labels.get(GENERATION_LABEL, "0") or 0),
+        "addresses": _addresses(container),
+        "ports": _ports(container),
+        "error": state.get("Error", ""),
+    }
+
+
+def _addresses(container: Any) -> dict[str, str]:
+    networks = (getattr(container, "network_settings", None) or {}).get("Networks") or {}
+    if not networks:
+        networks = (container.to_json().get("NetworkSettings") or {}).get("Networks") or {}
+    return {name: (info or {}).get("IPAddress", "") for name, info in networks.items()}
+
+
+def _ports(container: Any) -> dict[str, Any]:
+    settings = getattr(container, "network_settings", None) or container.to_json().get(
+        "NetworkSettings") or {}
+    return dict(settings.get("Ports") or {})
