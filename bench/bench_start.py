@@ -54,7 +54,7 @@ def run() -> dict:
             "goal": "ratio_vs_podman <= 0.4 and ratio_vs_floor <= 1.5",
         }
     finally:
-        host.containers.purge()
+        host.purge()  # containers, volumes and networks (bridges, nft table, DNS server)
         floor.close()
         podman.close()
         shutil.rmtree(root, ignore_errors=True)

@@ -4,8 +4,9 @@ concurrency, same run. While all N run, measure what each engine adds per contai
 monitor's (conmon's) PSS, the processes tied to each container, and the python processes on the
 host before and after (Berth must add none per container).
 
-Both engines get the same isolation: a fresh network namespace with only loopback (Berth's
-default; podman `--network none`) and conmon writing a k8s-file log.
+Both engines use their default networking (a bridge network: a namespace, a veth pair and an
+address per container; Berth also registers a DNS name) and conmon writing a k8s-file log.
+`BENCH_NETWORK=none` runs both with a loopback-only namespace instead (`--network none`).
 
 Goal (issue 2): Berth >= 2x podman's containers/s; no per-container Python process.
 `BENCH_DENSITY_N` sets N (default 200)."""
@@ -32,8 +33,9 @@ from runtime.host import Host
 from runtime.images.bootstrap import bootstrap_busybox
 
 DENSITY_N = int(os.environ.get("BENCH_DENSITY_N", "200"))
+NETWORK = os.environ.get("BENCH_NETWORK", "default")  # "default" (bridge) or "none"
 CONCURRENCY = (1, 4)
-PODMAN_ARGS = ("--network", "none", "--log-driver", "k8s-file")
+PODMAN_ARGS = ("--log-driver", "k8s-file", *(["--network", "none"] if NETWORK == "none" else []))
 TREND_WINDOW = 20  # starts compared at the beginning and the end of a sequential phase
 _CONTAINER_ID = re.compile(rb"[0-9a-f]{64}")
 
@@ -77,6 +79,16 @@ def _per_container_processes(container_ids: set[str]) -> tuple[Counter[str], lis
     return Counter(table[pid][0] for pid in pids), pids
 
 
+def _shared_processes(marker: bytes, exclude: set[int]) -> tuple[Counter[str], int]:
+    """Processes the engine runs once for all containers (e.g. a DNS server), found by a path
+    on their command line: count per name and their total PSS (kB)."""
+    table = _process_table()
+    pids = [pid for pid, (_, _, cmdline) in table.items()
+            if marker in cmdline and pid not in exclude and pid != os.getpid()]
+    return (Counter(table[pid][0] for pid in pids),
+            sum(p for p in (_pss_kib(pid) for pid in pids) if p is not None))
+
+
 def _pss_kib(pid: int) -> int | None:
     """Proportional set size of one process (kB), from /proc/PID/smaps_rollup."""
     try:
@@ -87,16 +99,6 @@ def _pss_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def _used_memory_kib() -> int:
-    """MemTotal - MemAvailable: memory in use on the host, page cache excluded."""
-    values = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            values[key] = int(rest.split()[0])
-    return values["MemTotal"] - values["MemAvailable"]
 
 
 # -- phases --------------------------------------------------------------------------------
@@ -117,15 +119,21 @@ def _start_many(start_one: Callable[[], Any], n: int, concurrency: int,
 
 
 def _density(conmon_pids: list[int], init_pids: list[int], container_ids: set[str],
-             used_before: int, python_before: int) -> dict[str, Any]:
+             shared_marker: bytes, python_before: int) -> dict[str, Any]:
     """What the engine adds per running container, measured while all of them run: conmon,
     and any other process tied to a container that is not the container's own init."""
     n = len(container_ids)
     pss = [p for p in (_pss_kib(pid) for pid in conmon_pids) if p is not None]
     processes, pids = _per_container_processes(container_ids)
+    for _ in range(40):  # `runc start` returns before the init has exec'd the command
+        if "runc:[2:INIT]" not in processes:
+            break
+        time.sleep(0.05)
+        processes, pids = _per_container_processes(container_ids)
     known = set(conmon_pids) | set(init_pids)
     other_pss = [p for p in (_pss_kib(pid) for pid in pids if pid not in known)
                  if p is not None]
+    shared, shared_pss = _shared_processes(shared_marker, set(pids))
     return {
         "conmon_pss_kib": {
             "median": statistics.median(pss) if pss else None,
@@ -135,45 +143,51 @@ def _density(conmon_pids: list[int], init_pids: list[int], container_ids: set[st
         "per_container_processes": {name: round(count / n, 3)
                                     for name, count in sorted(processes.items())},
         "other_engine_processes_pss_kib_per_container": round(sum(other_pss) / n, 1),
+        "shared_processes": dict(sorted(shared.items())),
+        "shared_processes_pss_kib_per_container": round(shared_pss / n, 1),
         "python_processes": {"before": python_before, "after": _python_processes()},
-        "host_memory_kib_per_container": round((_used_memory_kib() - used_before) / n, 1),
     }
 
 
+def _berth_options() -> RunOptions:
+    return RunOptions(image="busybox:latest", command=["sleep", "3600"],
+                      networks=["none"] if NETWORK == "none" else [])
+
+
 def _berth_phase(host: Host, n: int, concurrency: int) -> dict[str, Any]:
-    used_before, python_before = _used_memory_kib(), _python_processes()
+    python_before = _python_processes()
     wall, latencies, containers = _start_many(
-        lambda: host.containers.run(RunOptions(image="busybox:latest",
-                                               command=["sleep", "3600"])),
-        n, concurrency)
+        lambda: host.containers.run(_berth_options()), n, concurrency)
     running = {c.id for c in host.containers.list()}
     ids = {c.id for c in containers}
     if not ids <= running:
         raise RuntimeError(f"berth: {len(ids - running)} of {n} containers are not running")
     record = _phase_record(n, wall, latencies, concurrency)
     record.update(_density([c.state["ConmonPid"] for c in containers],
-                           [c.state["Pid"] for c in containers], ids, used_before,
-                           python_before))
+                           [c.state["Pid"] for c in containers], ids,
+                           str(host.root).encode(), python_before))
     record["cleanup_s"] = round(_seconds(host.containers.purge), 2)
     return record
 
 
 def _podman_phase(podman: Podman, n: int, concurrency: int) -> dict[str, Any]:
-    used_before, python_before = _used_memory_kib(), _python_processes()
+    python_before = _python_processes()
     wall, latencies, ids_list = _start_many(lambda: podman.run(*PODMAN_ARGS), n, concurrency)
     ids = set(ids_list)
     inspected = subprocess.run(
         ["podman", "inspect", "--format",
-         "{{.Id}} {{.State.Running}} {{.State.ConmonPid}} {{.State.Pid}}", *ids_list],
+         "{{.Id}} {{.State.Running}} {{.State.ConmonPid}} {{.State.Pid}} {{.State.Status}} "
+         "{{.State.ExitCode}} {{.State.Error}}", *ids_list],
         check=True, capture_output=True, text=True).stdout.split("\n")
     states = {fields[0]: fields[1:] for fields in (line.split() for line in inspected) if fields}
     not_running = [i for i in ids if states.get(i, ["false"])[0] != "true"]
     if not_running:
-        raise RuntimeError(f"podman: {len(not_running)} of {n} containers are not running")
+        raise RuntimeError(f"podman: {len(not_running)} of {n} containers are not running: "
+                           f"{[(i[:12], *states.get(i, [])) for i in not_running]}")
     record = _phase_record(n, wall, latencies, concurrency)
     record.update(_density([int(states[i][1]) for i in ids_list],
-                           [int(states[i][2]) for i in ids_list], ids, used_before,
-                           python_before))
+                           [int(states[i][2]) for i in ids_list], ids,
+                           b"/run/containers/networks", python_before))
     record["cleanup_s"] = round(_seconds(podman.remove_all), 2)
     return record
 
@@ -209,7 +223,7 @@ def run() -> dict:
         podman = Podman()
         bootstrap_busybox(host.images)
         for _ in range(2):  # warm the process and both engines: imports, runtime probe, caches
-            host.containers.run(RunOptions(image="busybox:latest", command=["sleep", "3600"]))
+            host.containers.run(_berth_options())
             podman.run(*PODMAN_ARGS)
         host.containers.purge()
         podman.remove_all()
@@ -231,6 +245,7 @@ def run() -> dict:
         return {
             "benchmark": "throughput",
             "containers": DENSITY_N,
+            "network": NETWORK,
             "podman_args": list(PODMAN_ARGS),
             "concurrency": results,
             "no_per_container_python_process": no_python,
@@ -241,7 +256,7 @@ def run() -> dict:
         }
     finally:
         try:
-            host.containers.purge()
+            host.purge()  # containers, volumes and networks (bridges, nft table, DNS server)
         finally:
             if podman is not None:
                 podman.close()

@@ -32,6 +32,29 @@ Control tasks (agents send them to ``control``)
     | oom | health | restarted | removed; ``state`` is `container_state()` of the container.
 ``berth.control.snapshot(host, containers, images, volumes, networks)``
 ``berth.control.operation_progress(operation_id, status, progress, message, result)``
+``berth.control.reconcile()`` / ``berth.control.check_hosts()``: the panel's own periodic tasks
+    (Celery beat); agents never send them.
+
+Payloads (what the panel sends and reads)
+-----------------------------------------
+Container ``spec`` (apply_container): ``uid``, ``name``, ``generation`` (int), ``desired``
+("running" | "stopped"), ``image`` (reference), ``pull`` (bool: pull the image first when this
+host lacks it), ``command`` (list), ``entrypoint`` (list or None = the image's), ``env`` (list of
+"K=V", secrets included in clear: the agent needs them), ``ports`` (list "[IP:][HOST:]CTR[/udp]"),
+``volumes`` (list "NAME:/path[:ro]"), ``networks`` (list of names), ``memory`` (bytes, 0 = no
+limit), ``cpus`` (float, 0 = no limit), ``restart`` ("no" | "on-failure[:N]" | "always" |
+"unless-stopped"), ``healthcheck`` (None or {"test": list, "interval", "timeout",
+"start_period": nanoseconds, "retries": int}), ``labels`` (dict; always holds UID_LABEL and
+GENERATION_LABEL), ``init`` (bool), ``network_specs`` ({name: ensure_network spec} for the
+non-default networks in ``networks``: create them first when missing).
+``operation_progress``: ``progress`` is a percentage 0..100 (the panel stores 0..1).
+Heartbeat ``inventory``: ``cpus`` (int), ``memory`` (bytes), ``disk`` ({"total", "free"} bytes of
+the state dir), ``kernel``, ``versions`` ({"runc": …, "conmon": …, "berth": …}), ``labels``
+(dict), ``containers_running`` (int).
+Snapshot: ``containers`` is a list of `container_state()`; ``images`` a list of {"id",
+"names", "size"}; ``volumes`` a list of {"name", "labels"}; ``networks`` a list of {"name",
+"subnet", "gateway"}. A host's snapshot is complete: a panel-known container it does not list
+is gone from that host.
 """
 
 from __future__ import annotations
@@ -73,6 +96,7 @@ def container_state(container: Any) -> dict[str, Any]:
         "uid": container.labels.get(UID_LABEL, ""),
         "runtime_id": container.id,
         "name": container.name,
+        "created": getattr(container, "created", "") or "",
         "image_id": container.image_id,
         "status": state.get("Status", ""),
         "pid": state.get("Pid", 0),

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SYSTEM_PACKAGES=(
   python3 python3-venv python3-dev gcc
   runc crun conmon busybox-static tini
-  redis-server nftables iptables iproute2
+  redis-server nftables iptables iproute2 aardvark-dns
   skopeo podman docker-registry zstd debootstrap
 )
 

@@ -94,18 +94,20 @@ def delete_link(name: str) -> None:
                 ipr.link("del", index=index)
 
 
-def create_netns(name: str) -> str:
-    """A new named network namespace with `lo` up; returns its path."""
+def create_netns(name: str, loopback_up: bool = True) -> str:
+    """A new named network namespace, with `lo` up unless the caller does that itself (add_veth
+    with `loopback_up`, saving a second netlink session); returns its path."""
     try:
         netns.create(name)
     except (OSError, NetlinkError) as exc:
         raise RuntimeFailure(f"create network namespace {name}: {exc}") from None
-    try:
-        with NetNS(name) as ns:
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-    except BaseException:
-        delete_netns(name)
-        raise
+    if loopback_up:
+        try:
+            with NetNS(name) as ns:
+                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        except BaseException:
+            delete_netns(name)
+            raise
     return netns_path(name)
 
 
@@ -120,23 +122,28 @@ def netns_exists(name: str) -> bool:
     return os.path.exists(netns_path(name))
 
 
-def add_veth(ns_name: str, bridge: str, host_ifname: str, ifname: str, address: IPv4Interface,
-             gateway: IPv4Address | None) -> str:
-    """Wire a namespace onto a bridge: a veth pair whose host end joins `bridge` and whose
-    other end becomes `ifname` in namespace `ns_name` with `address` and, when `gateway` is
-    given, the default route. Returns the interface's MAC address. On failure nothing stays."""
+def add_veth(ns_name: str, bridge: str, bridge_address: IPv4Interface, host_ifname: str,
+             ifname: str, address: IPv4Interface, gateway: IPv4Address | None,
+             loopback_up: bool = False) -> str:
+    """Wire a namespace onto a bridge (re-created with `bridge_address` if it went missing):
+    a veth pair whose host end joins `bridge` and whose other end becomes `ifname` in
+    namespace `ns_name` with `address` and, when `gateway` is given, the default route; with
+    `loopback_up`, `lo` is brought up too. Returns the interface's MAC address. On failure
+    nothing stays."""
     peer = f"{host_ifname}p"
     try:
         with _netlink(f"create veth {host_ifname}") as ipr:
             bridge_index = _index(ipr, bridge)
             if bridge_index is None:
-                raise RuntimeFailure(f"bridge {bridge} is missing; run `berth-runtime network "
-                                     "ls` to let Berth re-create its networks")
+                ensure_bridge(bridge, bridge_address)
+                bridge_index = _index(ipr, bridge)
             ipr.link("add", ifname=host_ifname, kind="veth",
                      peer={"ifname": peer, "net_ns_fd": ns_name})
             host_index = _index(ipr, host_ifname)
             ipr.link("set", index=host_index, master=bridge_index, state="up")
         with NetNS(ns_name) as ns:
+            if loopback_up:
+                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
             index = ns.link_lookup(ifname=peer)[0]
             ns.link("set", index=index, ifname=ifname)
             ns.addr("add", index=index, address=str(address.ip),

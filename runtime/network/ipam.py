@@ -72,14 +72,14 @@ def host_routes() -> list[IPv4Network]:
     """Destinations of the host's IPv4 routes (main table), default routes excepted."""
     from pyroute2 import IPRoute
 
-    found = []
+    found: list[IPv4Network] = []
     with IPRoute() as ipr:
         for route in ipr.get_routes(family=2, table=254):
             if not route["dst_len"]:
                 continue
             dst = route.get_attr("RTA_DST")
             if dst:
-                found.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
+                found.append(IPv4Network(f"{dst}/{route['dst_len']}", strict=False))
     return found
 
 

@@ -13,6 +13,7 @@ so the rules are reinstalled whenever anything touches them.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,7 +109,7 @@ class NetworkManager:
             existing = self.store.load(DEFAULT_NETWORK)
             return existing or self._create_locked(DEFAULT_NETWORK, None, None, False, {})
 
-    def list(self) -> list[Network]:
+    def list(self) -> builtins.list[Network]:
         """Every network of this root, the default one included (created if missing)."""
         self.get(DEFAULT_NETWORK)
         return self.store.all()
@@ -151,7 +152,8 @@ class NetworkManager:
         return network
 
     # -- sandboxes ---------------------------------------------------------------------------
-    def check(self, owner: str, requests: list[EndpointRequest], ports: list[PortSpec]) -> None:
+    def check(self, owner: str, requests: builtins.list[EndpointRequest],
+              ports: builtins.list[PortSpec]) -> None:
         """Validate a future `setup` without creating anything: networks exist, requested
         addresses are valid and free, host ports are free."""
         seen = set()
@@ -168,8 +170,8 @@ class NetworkManager:
                                   "are all --internal")
         self.ports.check(owner, ports)
 
-    def setup(self, owner: str, name: str, requests: list[EndpointRequest],
-              ports: list[PortSpec], hostname: str | None = None) -> dict[str, Any]:
+    def setup(self, owner: str, name: str, requests: builtins.list[EndpointRequest],
+              ports: builtins.list[PortSpec], hostname: str | None = None) -> dict[str, Any]:
         """Create the sandbox of `owner`: a namespace with one interface per requested network
         (address, default route via the first non-internal network), its DNS names (`name`,
         the aliases, the short id, the hostname) and its published ports. All or nothing."""
@@ -191,7 +193,7 @@ class NetworkManager:
                                       "networks are all --internal")
             bindings = self.ports.reserve(owner, ports, str(primary)) if ports else []
             sandbox["Ports"] = [vars(b) for b in bindings]
-            bridge.create_netns(ns_name)
+            bridge.create_netns(ns_name, loopback_up=not requests)  # else: with eth0
             self._save_sandbox(sandbox)
             routed = False
             for network, request, address in zip(networks, requests, addresses, strict=True):
@@ -258,7 +260,7 @@ class NetworkManager:
         """The sandbox record of `owner` if it is wired."""
         return self._sandbox(owner)
 
-    def bindings(self, owner: str) -> list[Binding]:
+    def bindings(self, owner: str) -> builtins.list[Binding]:
         return [b for b in self.ports.bindings() if b.owner == owner]
 
     # -- host state --------------------------------------------------------------------------
@@ -315,9 +317,10 @@ class NetworkManager:
         used = {e["Interface"] for e in sandbox["Endpoints"].values()}
         ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
         host_veth = bridge.veth_name(owner, network.name)
-        bridge.ensure_bridge(network.bridge, network.gateway_interface)
-        mac = bridge.add_veth(sandbox["Netns"], network.bridge, host_veth, ifname,
-                              IPv4Interface(f"{address}/{network.subnet.prefixlen}"), gateway)
+        mac = bridge.add_veth(sandbox["Netns"], network.bridge, network.gateway_interface,
+                              host_veth, ifname,
+                              IPv4Interface(f"{address}/{network.subnet.prefixlen}"), gateway,
+                              loopback_up=not used)
         sandbox["Endpoints"][network.name] = {
             "NetworkID": network.id, "Interface": ifname, "HostVeth": host_veth,
             "IPAddress": str(address), "IPPrefixLen": network.subnet.prefixlen,

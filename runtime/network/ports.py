@@ -11,6 +11,7 @@ checked against this root's reservations.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,10 +72,9 @@ def parse_port_spec(spec: str) -> PortSpec:
     if host_ip:
         host_ip = host_ip.strip("[]")
         try:
-            packed = socket.inet_aton(host_ip)
-        except OSError:
+            host_ip = str(ipaddress.IPv4Address(host_ip))
+        except ValueError:
             raise InvalidArgument(f"-p {spec!r}: {host_ip!r} is not an IPv4 address") from None
-        host_ip = socket.inet_ntoa(packed)
     return PortSpec(
         container_port=_port(container, spec, "container port"), protocol=protocol,
         host_ip=host_ip, host_port=_port(host_port, spec, "host port") if host_port else 0,

@@ -1,0 +1,423 @@
+"""Service functions of workloads: the only writers of images, containers, volumes, networks
+and operations. Reports from agents are recorded in reports.py, reconciliation is reconcile.py.
+
+Each function validates first (a failure raises before anything is written), writes the change
+and its audit event in one transaction, and queues the agent's work with transaction.on_commit."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from panel.audit.services import Actor, record_event
+from panel.fleet.dispatch import send_on_commit
+from panel.fleet.models import Host
+from panel.fleet.placement import NoHostFits, PlacementRequest, choose_host, parse_constraint
+from panel.workloads.models import (
+    ACTIVE_STATUSES,
+    RUNNING,
+    STOPPED,
+    Container,
+    Image,
+    Network,
+    Operation,
+    Volume,
+)
+from panel.workloads.secrets import decrypt_secrets, encrypt_secrets
+from panel.workloads.spec import (
+    BUILTIN_NETWORKS,
+    Errors,
+    ValidationFailed,
+    parse_container_request,
+    parse_image,
+)
+from runtime.containers.names import generate_name
+from runtime.containers.options import NAME_PATTERN, parse_signal
+from runtime.errors import InvalidArgument
+from runtime.protocol import GENERATION_LABEL, UID_LABEL
+
+
+class Conflict(Exception):
+    """The change clashes with existing state (a volume in use, a running container)."""
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def container_summary(container: Container) -> dict[str, Any]:
+    """The audit view of a container: its spec and placement, secret *names* only."""
+    return {
+        "image": container.image, "command": container.command,
+        "entrypoint": container.entrypoint, "env": container.env,
+        "secrets": sorted(container.secret_names), "ports": container.ports,
+        "volumes": container.volumes, "networks": container.networks,
+        "memory": container.memory, "cpus": container.cpus, "restart": container.restart,
+        "healthcheck": container.healthcheck, "labels": container.labels,
+        "init": container.init, "constraints": container.constraints,
+        "host": container.host.name if container.host_id else None,
+        "desired_state": container.desired_state, "generation": container.generation,
+    }
+
+
+def container_spec(container: Container) -> dict[str, Any]:
+    """The spec `berth.agent.apply_container` receives (runtime/protocol.py), secrets in clear."""
+    env = [f"{k}={v}" for k, v in container.env.items()]
+    env += [f"{k}={v}" for k, v in decrypt_secrets(container.secrets_encrypted).items()]
+    custom = [n for n in container.networks if n not in BUILTIN_NETWORKS]
+    network_specs = {n.name: n.to_spec() for n in Network.objects.filter(name__in=custom)}
+    return {
+        "uid": str(container.uid), "name": container.name, "generation": container.generation,
+        "desired": container.desired_state, "image": container.image, "pull": container.pull,
+        "command": list(container.command), "entrypoint": container.entrypoint, "env": env,
+        "ports": list(container.ports), "volumes": list(container.volumes),
+        "networks": list(container.networks), "network_specs": network_specs,
+        "memory": container.memory, "cpus": container.cpus, "restart": container.restart,
+        "healthcheck": container.healthcheck,
+        "labels": {**container.labels, UID_LABEL: str(container.uid),
+                   GENERATION_LABEL: str(container.generation)},
+        "init": container.init,
+    }
+
+
+def start_operation(actor: Actor, kind: str, target: Any, host_name: str = "",
+                    status: str = Operation.PENDING, message: str = "") -> Operation:
+    """A new operation row for `kind` on `target` (inside the caller's transaction)."""
+    return Operation.objects.create(
+        kind=kind, target_type=target._meta.model_name, target_id=str(target.pk),
+        target_name=str(getattr(target, "name", "")), host_name=host_name,
+        actor_name=actor.name, status=status, message=message,
+        progress=1.0 if status == Operation.SUCCEEDED else 0.0)
+
+
+def send_apply(container: Container, operation: Operation | None) -> None:
+    """Queue apply_container for the container's host on commit, and note when it was sent."""
+    assert container.host_id is not None
+    now = timezone.now()
+    Container.objects.filter(pk=container.pk).update(
+        applied_generation=container.generation, applied_at=now)
+    container.applied_generation, container.applied_at = container.generation, now
+    send_on_commit(container.host.name, "apply_container", container_spec(container),
+                   str(operation.pk) if operation else None)
+
+
+def placement_request(container: Container | dict[str, Any],
+                      exclude: set[int] | None = None) -> PlacementRequest:
+    """What placement needs from a container (a model or the validated create fields)."""
+    get = container.get if isinstance(container, dict) else \
+        lambda key, default=None: getattr(container, key, default)
+    image_hosts = None
+    if not get("pull", False):
+        image_hosts = set(Image.hosts.through.objects.filter(
+            image__reference=get("image")).values_list("host_id", flat=True))
+    return PlacementRequest(memory=get("memory", 0) or 0,
+                            constraints=[parse_constraint(c) for c in get("constraints") or []],
+                            image_hosts=image_hosts, image=get("image"),
+                            exclude=exclude or set())
+
+
+def _names_in_use(model: type, kind: str, names: list[str], errors: Errors, field: str,
+                  extra: tuple[str, ...] = ()) -> None:
+    known = set(model.objects.filter(name__in=names).values_list("name", flat=True)) | set(extra)
+    for name in names:
+        if name not in known:
+            allowed = sorted(set(model.objects.values_list("name", flat=True)[:20]) | set(extra))
+            errors.add(field, f"unknown {kind} {name!r}: known {kind}s are "
+                              f"{', '.join(allowed) or 'none'}")
+
+
+# --- containers ---------------------------------------------------------------------------------
+
+@transaction.atomic
+def create_container(actor: Actor, data: dict[str, Any]) -> tuple[Container, Operation]:
+    """Validate a create request, place the container and queue it for its host.
+
+    Raises ValidationFailed (nothing written) naming every bad field: unknown image (it must be
+    in the image table, or `pull: true`), malformed ports, memory below 6m, unknown networks or
+    host, a taken name, no host fitting the constraints."""
+    fields, errors = parse_container_request(data)
+    if "name" in fields and Container.objects.filter(name=fields["name"]).exists():
+        errors.add("name", f"a container named {fields['name']!r} already exists: choose "
+                           "another name or remove that container")
+    if fields.get("image") and not fields.get("pull") \
+            and not Image.objects.filter(reference=fields["image"]).exists():
+        errors.add("image", f"image {fields['image']!r} is not known on any host: pull it first "
+                            "(POST /api/v1/images/) or set pull: true to pull it on the host")
+    _names_in_use(Network, "network", fields.get("networks", []), errors, "networks",
+                  BUILTIN_NETWORKS)
+    pinned = None
+    if fields.get("host_name"):
+        pinned = Host.objects.filter(name=fields["host_name"]).first()
+        if pinned is None:
+            errors.add("host", f"unknown host {fields['host_name']!r}: known hosts are "
+                               f"{', '.join(Host.objects.values_list('name', flat=True)) or 'none'}")
+    errors.check()
+    try:
+        host = choose_host(placement_request(fields), pinned)
+    except NoHostFits as exc:
+        raise ValidationFailed({"host" if pinned or not fields["constraints"] else "constraints":
+                                [str(exc)]}) from None
+    name = fields.get("name") or generate_name(
+        set(Container.objects.values_list("name", flat=True)))
+    now = timezone.now()
+    secrets = fields.pop("secrets")
+    start = fields.pop("start")
+    fields.pop("host_name")
+    fields.pop("name", None)
+    try:
+        with transaction.atomic():
+            container = Container.objects.create(
+                name=name, **fields, secrets_encrypted=encrypt_secrets(secrets),
+                secret_names=sorted(secrets), requested_host=pinned, host=host,
+                desired_state=RUNNING if start else STOPPED, desired_changed_at=now)
+    except IntegrityError:
+        raise ValidationFailed({"name": [f"a container named {name!r} already exists: choose "
+                                         "another name"]}) from None
+    operation = start_operation(actor, "container.create", container, host.name)
+    record_event(actor, "container.create", container, after=container_summary(container),
+                 operation=str(operation.pk))
+    send_apply(container, operation)
+    return container, operation
+
+
+def _lock(container: Container) -> Container:
+    return Container.objects.select_for_update().select_related("host").get(pk=container.pk)
+
+
+def _set_desired(actor: Actor, container: Container, action: str, desired: str | None,
+                 **details: Any) -> tuple[Container, Operation]:
+    container = _lock(container)
+    before = {"desired_state": container.desired_state}
+    if (desired is not None and desired != container.desired_state) or action in (
+            "container.start", "container.restart"):
+        container.desired_state = desired or container.desired_state
+        container.desired_changed_at = timezone.now()
+        container.save(update_fields=["desired_state", "desired_changed_at", "updated_at"])
+    host_name = container.host.name if container.host_id else ""
+    operation = start_operation(actor, action, container, host_name)
+    record_event(actor, action, container, before=before,
+                 after={"desired_state": container.desired_state},
+                 operation=str(operation.pk), **details)
+    return container, operation
+
+
+@transaction.atomic
+def start_container(actor: Actor, container: Container) -> Operation:
+    """Desired state running; the host creates the container if needed and starts it."""
+    container, operation = _set_desired(actor, container, "container.start", RUNNING)
+    if container.host_id:
+        send_apply(container, operation)
+    return operation
+
+
+@transaction.atomic
+def stop_container(actor: Actor, container: Container, timeout: int | None = None) -> Operation:
+    """Desired state stopped; the host stops it (SIGTERM, then SIGKILL after `timeout` s)."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
+                                or not 0 <= timeout <= 3600):
+        raise ValidationFailed({"timeout": ["must be whole seconds from 0 to 3600"]})
+    container, operation = _set_desired(actor, container, "container.stop", STOPPED,
+                                        timeout=timeout)
+    _send_action(container, "stop", {"timeout": timeout} if timeout is not None else {},
+                 operation)
+    return operation
+
+
+@transaction.atomic
+def restart_container(actor: Actor, container: Container,
+                      timeout: int | None = None) -> Operation:
+    """Desired state running; the host stops and starts it again."""
+    container, operation = _set_desired(actor, container, "container.restart", RUNNING)
+    _send_action(container, "restart", {"timeout": timeout} if timeout is not None else {},
+                 operation)
+    return operation
+
+
+@transaction.atomic
+def kill_container(actor: Actor, container: Container, signal: str | int = "KILL") -> Operation:
+    """Send `signal`; KILL and TERM also make the desired state stopped (as `docker kill`)."""
+    try:
+        number = parse_signal(signal)
+    except InvalidArgument as exc:
+        raise ValidationFailed({"signal": [str(exc)]}) from None
+    ends_it = number in (9, 15)
+    container, operation = _set_desired(actor, container, "container.kill",
+                                        STOPPED if ends_it else None, signal=number)
+    _send_action(container, "kill", {"signal": number}, operation)
+    return operation
+
+
+@transaction.atomic
+def remove_container(actor: Actor, container: Container, force: bool = False) -> Operation:
+    """Delete the container from the panel and from its host. A running one needs `force`.
+
+    A host that is down gets the removal queued; should it be lost, the host's next snapshot
+    lists a container the panel does not know, and reports.py removes that orphan."""
+    container = _lock(container)
+    if container.status in ACTIVE_STATUSES and container.desired_state == RUNNING and not force:
+        raise Conflict(f"container {container.name} is running: stop it first or remove it "
+                       "with force")
+    host_name = container.host.name if container.host_id else ""
+    operation = start_operation(actor, "container.remove", container, host_name)
+    record_event(actor, "container.remove", container, before=container_summary(container),
+                 operation=str(operation.pk), force=force)
+    if host_name:
+        send_on_commit(host_name, "container_action", str(container.uid), "remove",
+                       {"force": True}, str(operation.pk))
+    else:
+        Operation.objects.filter(pk=operation.pk).update(status=Operation.SUCCEEDED,
+                                                         progress=1.0, message="removed")
+    container.delete()
+    return operation
+
+
+def _send_action(container: Container, action: str, params: dict[str, Any],
+                 operation: Operation) -> None:
+    if container.host_id:
+        send_on_commit(container.host.name, "container_action", str(container.uid), action,
+                       params, str(operation.pk))
+
+
+# --- images, volumes, networks ------------------------------------------------------------------
+
+@transaction.atomic
+def pull_image(actor: Actor, reference: str, host_name: str | None = None,
+               credentials: dict[str, str] | None = None) -> tuple[Image, list[Operation]]:
+    """Pull `reference` on one host, or on every host that is up; one operation per host."""
+    errors = Errors()
+    ref = parse_image(reference, errors)
+    errors.check()
+    if host_name:
+        hosts = list(Host.objects.filter(name=host_name))
+        if not hosts:
+            raise ValidationFailed({"host": [f"unknown host {host_name!r}"]})
+    else:
+        hosts = list(Host.objects.alive())
+        if not hosts:
+            raise ValidationFailed({"host": ["no host is up to pull on: start an agent"]})
+    image, created = Image.objects.get_or_create(reference=ref)
+    operations = []
+    for host in hosts:
+        operation = start_operation(actor, "image.pull", image, host.name)
+        send_on_commit(host.name, "pull_image", ref, credentials or None, str(operation.pk))
+        operations.append(operation)
+    record_event(actor, "image.pull", image, hosts=[h.name for h in hosts], created=created,
+                 operations=[str(o.pk) for o in operations])
+    return image, operations
+
+
+def _valid_name(name: Any, kind: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > 64:
+        raise ValidationFailed({"name": [f"a {kind} name is required: [a-zA-Z0-9][a-zA-Z0-9_.-]*,"
+                                         " at most 64 characters"]})
+    return name
+
+
+def _labels(labels: Any) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ValidationFailed({"labels": ['must be an object of strings, e.g. {"team": "web"}']})
+    return dict(labels)
+
+
+@transaction.atomic
+def create_volume(actor: Actor, name: str, labels: dict[str, str] | None = None,
+                  host_name: str | None = None) -> tuple[Volume, Operation]:
+    """A named volume. Hosts create their copy when a container first mounts it, or now on
+    `host_name` when given."""
+    name = _valid_name(name, "volume")
+    labels = _labels(labels)
+    host = None
+    if host_name:
+        host = Host.objects.filter(name=host_name).first()
+        if host is None:
+            raise ValidationFailed({"host": [f"unknown host {host_name!r}"]})
+    if Volume.objects.filter(name=name).exists():
+        raise ValidationFailed({"name": [f"a volume named {name!r} already exists"]})
+    volume = Volume.objects.create(name=name, labels=labels)
+    if host is not None:
+        operation = start_operation(actor, "volume.create", volume, host.name)
+        send_on_commit(host.name, "ensure_volume", name, labels, str(operation.pk))
+    else:
+        operation = start_operation(actor, "volume.create", volume, status=Operation.SUCCEEDED,
+                                    message="hosts create it when a container mounts it")
+    record_event(actor, "volume.create", volume, after={"labels": labels, "host": host_name},
+                 operation=str(operation.pk))
+    return volume, operation
+
+
+def _users(field: str, name: str) -> list[str]:
+    """Names of containers whose `volumes`/`networks` use `name`."""
+    users = []
+    for container_name, entries in Container.objects.values_list("name", field):
+        for entry in entries or []:
+            if (entry.split(":", 1)[0] if field == "volumes" else entry) == name:
+                users.append(container_name)
+                break
+    return users
+
+
+def _remove_from_hosts(actor: Actor, obj: Volume | Network, kind: str,
+                       task: str) -> Operation:
+    users = _users("volumes" if kind == "volume" else "networks", obj.name)
+    if users:
+        raise Conflict(f"{kind} {obj.name} is used by {', '.join(users[:10])}: remove those "
+                       "containers first")
+    hosts = list(obj.hosts.values_list("name", flat=True))
+    operation = start_operation(actor, f"{kind}.remove", obj, ",".join(hosts)[:128],
+                                status=Operation.PENDING if hosts else Operation.SUCCEEDED)
+    for host_name in hosts:
+        send_on_commit(host_name, task, obj.name, str(operation.pk))
+    record_event(actor, f"{kind}.remove", obj, before={"labels": obj.labels, "hosts": hosts},
+                 operation=str(operation.pk))
+    obj.delete()
+    return operation
+
+
+@transaction.atomic
+def remove_volume(actor: Actor, volume: Volume) -> Operation:
+    """Remove a volume that no container uses, from the panel and every host holding it."""
+    return _remove_from_hosts(actor, volume, "volume", "remove_volume")
+
+
+@transaction.atomic
+def create_network(actor: Actor, name: str, subnet: str | None = None,
+                   gateway: str | None = None,
+                   labels: dict[str, str] | None = None) -> tuple[Network, Operation]:
+    """A bridge network; each host creates it when a container attached to it arrives."""
+    name = _valid_name(name, "network")
+    labels = _labels(labels)
+    errors = Errors()
+    if name in BUILTIN_NETWORKS or name == "host":
+        errors.add("name", f"{name!r} is built in: choose another name")
+    elif Network.objects.filter(name=name).exists():
+        errors.add("name", f"a network named {name!r} already exists")
+    network_address = None
+    if subnet:
+        try:
+            network_address = ipaddress.IPv4Network(subnet, strict=True)
+        except ValueError as exc:
+            errors.add("subnet", f"{subnet!r} is not an IPv4 subnet ({exc}): e.g. 10.89.1.0/24")
+    if gateway:
+        try:
+            address = ipaddress.IPv4Address(gateway)
+            if network_address is None or address not in network_address:
+                errors.add("gateway", f"{gateway} must be an address inside the subnet")
+        except ValueError:
+            errors.add("gateway", f"{gateway!r} is not an IPv4 address")
+    errors.check()
+    network = Network.objects.create(name=name, subnet=subnet or "", gateway=gateway or "",
+                                     labels=labels)
+    operation = start_operation(actor, "network.create", network, status=Operation.SUCCEEDED,
+                                message="hosts create it when a container attaches to it")
+    record_event(actor, "network.create", network, after=network.to_spec(),
+                 operation=str(operation.pk))
+    return network, operation
+
+
+@transaction.atomic
+def remove_network(actor: Actor, network: Network) -> Operation:
+    """Remove a network that no container uses, from the panel and every host holding it."""
+    return _remove_from_hosts(actor, network, "network", "remove_network")

@@ -1,0 +1,5 @@
+import sys
+
+from runtime.agent.main import main
+
+sys.exit(main())

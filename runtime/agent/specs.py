@@ -1,0 +1,142 @@
+"""The protocol's container spec (see `runtime.protocol`) <-> the runtime's `RunOptions`, and back.
+
+The spec is what the panel wants on this host; `run_options` turns it into the runtime's input,
+stamping the uid and generation labels the agent finds the container by later.
+`spec_from_container` reads a runtime container back into the same shape (for comparison and for
+reporting containers the panel did not create).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.containers.options import HealthOptions, RunOptions
+from runtime.containers.record import Container
+from runtime.errors import InvalidArgument
+from runtime.protocol import GENERATION_LABEL, UID_LABEL
+
+DESIRED_STATES = ("running", "stopped")
+# Optional spec fields passed straight through to RunOptions when present.
+_PASSTHROUGH = ("user", "workdir", "hostname", "stop_timeout", "stop_signal", "read_only",
+                "pids_limit")
+
+
+def validate_spec(spec: Any) -> dict[str, Any]:
+    """Check the fields the agent itself relies on; the runtime validates the rest when it
+    creates the container. Raises InvalidArgument naming the field and what is allowed."""
+    if not isinstance(spec, dict):
+        raise InvalidArgument(f"spec must be a JSON object, not {type(spec).__name__}")
+    uid = spec.get("uid")
+    if not isinstance(uid, str) or not uid.strip():
+        raise InvalidArgument("spec.uid is required: a non-empty string identifying the container")
+    if not isinstance(spec.get("image"), str) or not spec["image"]:
+        raise InvalidArgument("spec.image is required: an image reference such as busybox:latest")
+    generation = spec.get("generation", 0)
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        raise InvalidArgument(f"spec.generation must be an integer >= 0, not {generation!r}")
+    desired = spec.get("desired", "running")
+    if desired not in DESIRED_STATES:
+        raise InvalidArgument(f"spec.desired must be one of {', '.join(DESIRED_STATES)}, "
+                              f"not {desired!r}")
+    for key in ("command", "env", "ports", "volumes", "networks"):
+        value = spec.get(key)
+        if value is not None and not (isinstance(value, list)
+                                      and all(isinstance(v, str) for v in value)):
+            raise InvalidArgument(f"spec.{key} must be a list of strings")
+    labels = spec.get("labels")
+    if labels is not None and not isinstance(labels, dict):
+        raise InvalidArgument("spec.labels must be an object of string values")
+    return spec
+
+
+def generation_of(spec: dict[str, Any]) -> int:
+    return int(spec.get("generation", 0) or 0)
+
+
+def desired_state(spec: dict[str, Any]) -> str:
+    return str(spec.get("desired") or "running")
+
+
+def run_options(spec: dict[str, Any]) -> RunOptions:
+    """The RunOptions that create the container `spec` describes (uid/generation labelled)."""
+    validate_spec(spec)
+    labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+    labels[UID_LABEL] = spec["uid"]
+    labels[GENERATION_LABEL] = str(generation_of(spec))
+    entrypoint = spec.get("entrypoint")
+    extra = {key: spec[key] for key in _PASSTHROUGH if spec.get(key) is not None}
+    return RunOptions(
+        image=spec["image"],
+        command=list(spec.get("command") or []),
+        name=spec.get("name") or None,
+        env=list(spec.get("env") or []),
+        volumes=list(spec.get("volumes") or []),
+        memory=spec.get("memory") or None,
+        cpus=spec.get("cpus") or None,
+        restart=spec.get("restart") or "no",
+        init=bool(spec.get("init")),
+        entrypoint=list(entrypoint) if isinstance(entrypoint, list) else entrypoint,  # type: ignore[arg-type]
+        labels=labels,
+        health=health_options(spec.get("healthcheck")),
+        networks=list(spec.get("networks") or []),
+        publish=list(spec.get("ports") or []),
+        **extra,
+    )
+
+
+def health_options(check: dict[str, Any] | None) -> HealthOptions | None:
+    """The spec's healthcheck ({"test", "interval", "timeout", "start_period" in ns,
+    "retries"}) as the runtime's HealthOptions."""
+    if not check:
+        return None
+    if not isinstance(check, dict) or not isinstance(check.get("test"), list):
+        raise InvalidArgument('spec.healthcheck must be null or {"test": [...], "interval": ns, '
+                              '"timeout": ns, "start_period": ns, "retries": n}')
+    return HealthOptions(test=list(check["test"]), interval=int(check.get("interval") or 0),
+                         timeout=int(check.get("timeout") or 0),
+                         start_period=int(check.get("start_period") or 0),
+                         retries=int(check.get("retries") or 0))
+
+
+def spec_from_container(container: Container) -> dict[str, Any]:
+    """The spec that would (re)create `container`: the inverse of `run_options`."""
+    config, host_config = container.config, container.host_config
+    labels = container.labels
+    policy = host_config.get("RestartPolicy") or {"Name": "no"}
+    restart = policy.get("Name") or "no"
+    if restart == "on-failure" and policy.get("MaximumRetryCount"):
+        restart = f"on-failure:{policy['MaximumRetryCount']}"
+    check = config.get("Healthcheck") or None
+    ports = []
+    for key, bindings in (host_config.get("PortBindings") or {}).items():
+        port, _, proto = key.partition("/")
+        suffix = "/udp" if proto == "udp" else ""
+        for binding in bindings or [{}]:
+            prefix = ":".join(p for p in (binding.get("HostIp"), binding.get("HostPort")) if p)
+            ports.append(f"{prefix}:{port}{suffix}" if prefix else f"{port}{suffix}")
+    mode = host_config.get("NetworkMode") or ""
+    networks = list((container.network_settings.get("Networks") or {}).keys())
+    if not networks and mode in ("none", "host"):
+        networks = [mode]
+    return {
+        "uid": labels.get(UID_LABEL, ""),
+        "name": container.name,
+        "generation": int(labels.get(GENERATION_LABEL, "0") or 0),
+        "desired": "running" if container.running else "stopped",
+        "image": container.image_ref or container.image_id,
+        "command": list(config.get("Cmd") or []),
+        "entrypoint": config.get("Entrypoint") or None,
+        "env": list(config.get("Env") or []),
+        "ports": ports,
+        "volumes": list(host_config.get("Binds") or []),
+        "networks": networks,
+        "memory": int(host_config.get("Memory") or 0),
+        "cpus": (host_config.get("NanoCpus") or 0) / 1e9,
+        "restart": restart,
+        "healthcheck": None if not check else {
+            "test": list(check.get("Test") or []), "interval": check.get("Interval", 0),
+            "timeout": check.get("Timeout", 0), "start_period": check.get("StartPeriod", 0),
+            "retries": check.get("Retries", 0)},
+        "labels": labels,
+        "init": bool(host_config.get("Init")),
+    }

@@ -1,0 +1,396 @@
+"""The `berth.agent.*` tasks (`runtime.protocol`): thin, idempotent calls into `runtime/`.
+
+Each task body is a method of `AgentTasks` (plain Python, testable without Celery); `register`
+turns them into Celery tasks of the agent's app. Every task accepts and ignores keyword arguments
+it does not know, so the panel can add fields to the protocol before every agent is upgraded.
+
+Idempotence:
+- a container is found by its uid label, never by a name or runtime id the panel remembers;
+- everything done for one uid happens under a per-uid file lock, so two deliveries of the same
+  message (a redelivery after a crash, a duplicate) run one after the other, and the second finds
+  the work done;
+- a spec's `generation` orders the versions of a container: an older one is ignored, a newer one
+  replaces the container (stop, remove, create: a patch is a new container).
+
+Tasks that carry an `operation_id` report `operation_progress` when they start, during long work
+(image pulls) and when they end; the runtime's error message is the failure message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from runtime import fsutil
+from runtime.agent import specs
+from runtime.agent.celery_app import ControlClient
+from runtime.containers import logs as container_logs
+from runtime.containers.record import ZERO_TIME, Container
+from runtime.errors import BerthError, ContainerNotRunning, InvalidArgument, NotFound
+from runtime.protocol import (
+    FAILED,
+    GENERATION_LABEL,
+    RUNNING,
+    SUCCEEDED,
+    UID_LABEL,
+    agent_task,
+    container_state,
+    control_task,
+)
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from runtime.agent.reporter import Reporter
+    from runtime.host import Host
+
+log = logging.getLogger("berth.agent.tasks")
+
+LOCK_STRIPES = 64
+PROGRESS_EVERY = 0.5  # seconds between two progress reports of one operation
+FINAL_REPORT_RETRY = 30.0  # how long a final operation status is retried while Redis is down
+ACTIONS = ("start", "stop", "restart", "kill", "remove")
+
+
+class Operation:
+    """Progress reports of one panel operation (nothing is sent without an operation id)."""
+
+    def __init__(self, client: ControlClient, operation_id: str | None):
+        self.client = client
+        self.operation_id = operation_id
+        self.progress = 0
+        self._last_sent = 0.0
+
+    def report(self, status: str, progress: int, message: str = "",
+               result: dict[str, Any] | None = None, final: bool = False) -> None:
+        if not self.operation_id:
+            return
+        self.progress = max(0, min(100, int(progress)))
+        deadline = time.monotonic() + (FINAL_REPORT_RETRY if final else 0)
+        while not self.client.send(control_task("operation_progress"),
+                                   operation_id=self.operation_id, status=status,
+                                   progress=self.progress, message=message, result=result):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+        self._last_sent = time.monotonic()
+
+    def running(self, progress: int, message: str, throttle: bool = False) -> None:
+        if throttle and time.monotonic() - self._last_sent < PROGRESS_EVERY:
+            return
+        self.report(RUNNING, progress, message)
+
+    def succeeded(self, message: str, result: dict[str, Any]) -> None:
+        self.report(SUCCEEDED, 100, message, result, final=True)
+
+    def failed(self, message: str, result: dict[str, Any] | None = None) -> None:
+        self.report(FAILED, self.progress, message, result, final=True)
+
+
+class AgentTasks:
+    """The bodies of the agent's tasks, bound to one host."""
+
+    def __init__(self, host: Host, client: ControlClient, reporter: Reporter):
+        self.host = host
+        self.client = client
+        self.reporter = reporter
+        self.lock_dir = host.root / "agent" / "locks"
+
+    # -- helpers -------------------------------------------------------------------------------
+    @contextmanager
+    def uid_lock(self, uid: str) -> Iterator[None]:
+        """Serialise all work on one uid, across threads and processes (hashed stripes keep the
+        number of lock files bounded)."""
+        stripe = int(hashlib.sha256(uid.encode()).hexdigest(), 16) % LOCK_STRIPES
+        with fsutil.locked(self.lock_dir / f"uid-{stripe:02d}.lock"):
+            yield
+
+    def containers_of(self, uid: str) -> list[Container]:
+        """This host's containers labelled with `uid`, newest generation first."""
+        found = self.host.containers.list(all=True, labels={UID_LABEL: uid})
+        return sorted(found, key=lambda c: (_generation(c), c.created), reverse=True)
+
+    def _operate(self, operation_id: str | None, start_message: str,
+                 work: Callable[[Operation], tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        """Run `work` with progress reports; BerthErrors become a failed operation and an
+        `{"ok": False, "error": …}` result (retrying would fail the same way)."""
+        operation = Operation(self.client, operation_id)
+        operation.running(0, start_message)
+        try:
+            message, result = work(operation)
+        except BerthError as exc:
+            log.warning("%s failed: %s", start_message, exc)
+            operation.failed(str(exc))
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            log.exception("%s crashed", start_message)
+            operation.failed(f"internal error on the agent: {exc}")
+            raise
+        finally:
+            self.reporter.poke()
+        operation.succeeded(message, result)
+        return {"ok": True, **result}
+
+    # -- containers ----------------------------------------------------------------------------
+    def apply_container(self, spec: dict[str, Any], operation_id: str | None = None,
+                        **_ignored: Any) -> dict[str, Any]:
+        """Make the container of `spec` exist in its desired state (see the module docstring)."""
+        name = spec.get("name") or spec.get("uid") if isinstance(spec, dict) else "?"
+
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            specs.validate_spec(spec)
+            with self.uid_lock(spec["uid"]):
+                return self._apply_locked(spec, operation)
+
+        return self._operate(operation_id, f"apply container {name}", work)
+
+    def _apply_locked(self, spec: dict[str, Any],
+                      operation: Operation) -> tuple[str, dict[str, Any]]:
+        manager = self.host.containers
+        generation = specs.generation_of(spec)
+        existing = self.containers_of(spec["uid"])
+        newest = existing[0] if existing else None
+        if newest is not None and _generation(newest) > generation:
+            return (f"ignored: generation {generation} is older than the container's "
+                    f"{_generation(newest)}", _result("ignored", newest))
+        keep = newest if newest is not None and _generation(newest) == generation else None
+        replaced = [c for c in existing if c is not keep]
+        for old in replaced:
+            operation.running(10, f"removing generation {_generation(old)}")
+            manager.stop(old.id, timeout=spec.get("stop_timeout"))
+            manager.remove(old.id, force=True, volumes=True)
+        action = "unchanged"
+        container = keep
+        if container is None:
+            self._ensure_image(spec, operation)
+            operation.running(60, "creating the container")
+            container = manager.create(specs.run_options(spec))
+            action = "replaced" if replaced else "created"
+        if specs.desired_state(spec) == "running" and not container.running:
+            operation.running(80, "starting the container")
+            container = self._start(container, spec)
+            action = "started" if action == "unchanged" else action
+        elif specs.desired_state(spec) == "stopped" and container.running:
+            operation.running(80, "stopping the container")
+            container = manager.stop(container.id, timeout=spec.get("stop_timeout"))
+            action = "stopped" if action == "unchanged" else action
+        return f"container {container.name} {action}", _result(action, container)
+
+    def _start(self, container: Container, spec: dict[str, Any]) -> Container:
+        """Start; a container that never ran and cannot start (its creation was cut short by a
+        crash of the agent) is made again once."""
+        manager = self.host.containers
+        try:
+            return manager.start(container.id)
+        except BerthError:
+            if not str(container.state.get("StartedAt") or ZERO_TIME).startswith("0001-"):
+                raise  # it ran before: the failure is real
+            log.warning("container %s never started and cannot start; creating it again",
+                        container.name)
+            manager.remove(container.id, force=True, volumes=True)
+            return manager.start(manager.create(specs.run_options(spec)).id)
+
+    def _ensure_image(self, spec: dict[str, Any], operation: Operation) -> None:
+        try:
+            self.host.images.get(spec["image"])
+            return
+        except NotFound:
+            if not spec.get("pull", True):
+                raise
+        self._pull(spec["image"], spec.get("registry_credentials"), operation, 10, 60)
+
+    def container_action(self, uid: str, action: str, params: dict[str, Any] | None = None,
+                         operation_id: str | None = None, **_ignored: Any) -> dict[str, Any]:
+        """start | stop | restart | kill | remove the container of `uid` (params: `timeout`,
+        `signal`, `volumes`). Stopping, killing or removing what is not there succeeds."""
+        params = params or {}
+
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            if action not in ACTIONS:
+                raise InvalidArgument(f"action must be one of {', '.join(ACTIONS)}, "
+                                      f"not {action!r}")
+            with self.uid_lock(uid):
+                return self._act_locked(uid, action, params)
+
+        return self._operate(operation_id, f"{action} container {uid}", work)
+
+    def _act_locked(self, uid: str, action: str,
+                    params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        manager = self.host.containers
+        found = self.containers_of(uid)
+        if not found:
+            if action in ("stop", "kill", "remove"):
+                return f"no container {uid} on this host", {"uid": uid, "action": "absent"}
+            raise NotFound(f"no container with uid {uid} on this host; apply its spec first")
+        target = found[0]
+        timeout = params.get("timeout")
+        if action == "start":
+            container = manager.start(target.id)
+        elif action == "stop":
+            container = manager.stop(target.id, timeout=timeout)
+        elif action == "restart":
+            container = manager.restart(target.id, timeout=timeout)
+        elif action == "kill":
+            try:
+                container = manager.kill(target.id, params.get("signal") or "KILL")
+            except ContainerNotRunning:
+                container = manager.get(target.id)
+        else:
+            for each in found:
+                manager.remove(each.id, force=True, volumes=bool(params.get("volumes", True)))
+            return f"container {target.name} removed", {"uid": uid, "action": "removed",
+                                                         "runtime_id": target.id}
+        return f"container {container.name}: {action} done", _result(action, container)
+
+    # -- images, volumes, networks --------------------------------------------------------------
+    def pull_image(self, ref: str, credentials: dict[str, Any] | None = None,
+                   operation_id: str | None = None, **_ignored: Any) -> dict[str, Any]:
+        """Pull `ref` into this host's image store (credentials: username, password,
+        insecure)."""
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            image = self._pull(ref, credentials, operation, 0, 100)
+            return f"pulled {ref}", {"image_id": image.id, "names": list(image.tags)}
+
+        return self._operate(operation_id, f"pull {ref}", work)
+
+    def _pull(self, ref: str, credentials: dict[str, Any] | None, operation: Operation,
+              low: int, high: int) -> Any:
+        """registry.pull with its progress mapped onto [low, high] of the operation."""
+        from runtime.images import registry
+
+        credentials = credentials or {}
+        total = 0
+        moved: dict[str, int] = {}
+
+        def progress(event: dict[str, Any]) -> None:
+            nonlocal total
+            status = event.get("status")
+            if status == "resolved":
+                total = int(event.get("size") or 0)
+            elif status in ("progress", "complete", "exists") and event.get("digest"):
+                moved[event["digest"]] = int(event.get("current", event.get("size")) or 0)
+            if total:
+                done = min(1.0, sum(moved.values()) / total)
+                operation.running(low + int((high - low) * done),
+                                  f"pulling {ref}: {sum(moved.values())} of {total} bytes",
+                                  throttle=status != "resolved")
+
+        return registry.pull(self.host.images, ref, insecure=bool(credentials.get("insecure")),
+                             username=credentials.get("username"),
+                             password=credentials.get("password"), progress=progress)
+
+    def ensure_volume(self, name: str, labels: dict[str, str] | None = None,
+                      operation_id: str | None = None, **_ignored: Any) -> dict[str, Any]:
+        """Create the named volume unless it exists."""
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            volumes = self.host.volumes
+            if volumes.exists(name):
+                return f"volume {name} exists", {"name": name, "action": "unchanged"}
+            volumes.create(name=name, labels=labels or {})
+            return f"volume {name} created", {"name": name, "action": "created"}
+
+        return self._operate(operation_id, f"ensure volume {name}", work)
+
+    def remove_volume(self, name: str, operation_id: str | None = None,
+                      **_ignored: Any) -> dict[str, Any]:
+        """Remove the named volume (refused while a container uses it); absent is fine."""
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            volumes = self.host.volumes
+            if not volumes.exists(name):
+                return f"volume {name} is not on this host", {"name": name, "action": "absent"}
+            volumes.remove(name, users=self.host.containers.users_of_volume)
+            return f"volume {name} removed", {"name": name, "action": "removed"}
+
+        return self._operate(operation_id, f"remove volume {name}", work)
+
+    def ensure_network(self, spec: dict[str, Any], operation_id: str | None = None,
+                       **_ignored: Any) -> dict[str, Any]:
+        """Create the bridge network of `spec` ({"name", "subnet", "gateway", "internal",
+        "labels"}) unless it exists."""
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            if not isinstance(spec, dict) or not spec.get("name"):
+                raise InvalidArgument("spec.name is required: the network's name")
+            manager = self.host.networks.manager
+            network = manager.store.load(spec["name"])
+            action = "unchanged"
+            if network is None:
+                network = manager.create(spec["name"], subnet=spec.get("subnet"),
+                                         gateway=spec.get("gateway"),
+                                         internal=bool(spec.get("internal")),
+                                         labels=spec.get("labels") or {})
+                action = "created"
+            return f"network {network.name} {action}", {
+                "name": network.name, "subnet": str(network.subnet),
+                "gateway": str(network.gateway), "action": action}
+
+        return self._operate(operation_id, f"ensure network {spec.get('name')}", work)
+
+    def remove_network(self, name: str, operation_id: str | None = None,
+                       **_ignored: Any) -> dict[str, Any]:
+        """Remove the network (refused while containers are attached); absent is fine."""
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            manager = self.host.networks.manager
+            if manager.store.load(name) is None:
+                return f"network {name} is not on this host", {"name": name, "action": "absent"}
+            manager.remove(name)
+            return f"network {name} removed", {"name": name, "action": "removed"}
+
+        return self._operate(operation_id, f"remove network {name}", work)
+
+    # -- reports and RPC -----------------------------------------------------------------------
+    def snapshot(self, **_ignored: Any) -> bool:
+        """Send a full snapshot now."""
+        return self.reporter.send_snapshot()
+
+    def logs(self, uid: str, tail: int | None = None, since: str | float | None = None,
+             until: str | float | None = None, timestamps: bool = False,
+             **_ignored: Any) -> list[dict[str, Any]]:
+        """The container's log entries: [{"timestamp", "stream", "text", "complete"}], oldest
+        first (`timestamps` only matters to the caller's formatting: entries always carry
+        theirs)."""
+        container = self._container(uid)
+        since_at = container_logs.parse_time(None if since is None else str(since), "since")
+        until_at = container_logs.parse_time(None if until is None else str(until), "until")
+        entries, _ = container_logs.read_entries(container.log_path, since=since_at,
+                                                 until=until_at,
+                                                 tail=None if tail is None else int(tail))
+        return [{"timestamp": e.timestamp, "stream": e.stream, "text": e.text,
+                 "complete": e.complete} for e in entries]
+
+    def stats(self, uid: str, **_ignored: Any) -> dict[str, Any]:
+        """One stats sample of the running container of `uid` (runtime.containers.stats)."""
+        container = self._container(uid)
+        return self.host.containers.stats(container.id).to_json()
+
+    def _container(self, uid: str) -> Container:
+        found = self.containers_of(uid)
+        if not found:
+            raise NotFound(f"no container with uid {uid} on this host")
+        return found[0]
+
+
+def _generation(container: Container) -> int:
+    try:
+        return int(container.labels.get(GENERATION_LABEL, "0") or 0)
+    except ValueError:
+        return 0
+
+
+def _result(action: str, container: Container) -> dict[str, Any]:
+    state = container_state(container)
+    return {"uid": state["uid"], "action": action, "runtime_id": container.id, "state": state}
+
+
+TASK_NAMES = ("apply_container", "container_action", "pull_image", "ensure_volume",
+              "remove_volume", "ensure_network", "remove_network", "snapshot", "logs", "stats")
+
+
+def register(app: Celery, tasks: AgentTasks) -> None:
+    """Register every task body as `berth.agent.<name>` on the agent's app."""
+    for name in TASK_NAMES:
+        app.task(name=agent_task(name), acks_late=True, reject_on_worker_lost=True,
+                 typing=False)(getattr(tasks, name))

@@ -1,0 +1,211 @@
+"""The host agent for real: a Redis server, `berth-agent` subprocesses running runc containers, and
+this test as the control side (sending `berth.agent.*` tasks, reading `berth.control.*`)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from agent_fixtures import *  # noqa: F403 (fixtures)
+from agent_harness import until
+
+from runtime.host import Host
+from runtime.protocol import GENERATION_LABEL, UID_LABEL
+
+pytestmark = pytest.mark.root
+
+
+def spec(uid: str | None = None, **fields: object) -> dict:
+    """A container spec as the panel sends it (no network: faster, and not what is tested)."""
+    uid = uid or uuid.uuid4().hex
+    base = {"uid": uid, "name": f"c-{uid[:8]}", "generation": 1, "desired": "running",
+            "image": "busybox", "command": ["sleep", "1000"], "networks": ["none"],
+            "labels": {}, "pull": False}
+    return base | fields
+
+
+def containers_of(root, uid: str):
+    return Host(root).containers.list(all=True, labels={UID_LABEL: uid})
+
+
+def test_heartbeat_carries_the_inventory_and_a_snapshot_follows_the_start(agents, control):
+    agent = agents(labels="zone=a,disk=ssd")
+    beat = control.wait_for("heartbeat", host=agent.name).kwargs["inventory"]
+    assert beat["cpus"] == os.cpu_count()
+    assert beat["memory"] > beat["memory_available"] > 0
+    assert beat["disk"]["total"] >= beat["disk"]["free"] > 0
+    assert beat["kernel"] == os.uname().release
+    assert beat["versions"]["runc"] and beat["versions"]["conmon"] and beat["versions"]["berth"]
+    assert beat["labels"] == {"zone": "a", "disk": "ssd"}
+    assert len(beat["load"]) == 3 and beat["containers_running"] == 0
+    snapshot = control.wait_for("snapshot", host=agent.name).kwargs
+    assert snapshot["containers"] == []
+    assert [i["names"] for i in snapshot["images"]] == [["busybox:latest"]]
+    first = control.received("heartbeat", host=agent.name)[0].received
+    control.wait_for("heartbeat", host=agent.name, after=first + 0.01)  # they keep coming
+
+
+def test_apply_container_creates_starts_and_reports_started(agents, control):
+    agent = agents()
+    wanted = spec(labels={"app": "web"})
+    sent = time.monotonic()
+    result = control.call(agent.name, "apply_container", spec=wanted, operation_id="op-apply")
+    assert result["ok"] and result["action"] == "created"
+    assert result["state"]["status"] == "running"
+    started = control.wait_for("container_event", host=agent.name, uid=wanted["uid"],
+                               event="started")
+    print(f"started event {started.received - sent:.3f}s after the task was sent")
+    assert started.kwargs["state"]["pid"] > 0
+    [container] = containers_of(agent.state_dir, wanted["uid"])
+    assert container.running and container.labels["app"] == "web"
+    assert container.labels[GENERATION_LABEL] == "1"
+    progress = control.received("operation_progress", operation_id="op-apply")
+    assert progress[0].kwargs["status"] == "running"
+    until(lambda: control.received("operation_progress", operation_id="op-apply",
+                                   status="succeeded"))
+    assert control.events(agent.name, wanted["uid"])[:2] == ["created", "started"]
+
+
+def test_duplicate_apply_delivered_concurrently_makes_one_container(agents, control):
+    agent = agents(concurrency=4)
+    wanted = spec()
+    pending = [control.send(agent.name, "apply_container", spec=wanted) for _ in range(3)]
+    actions = sorted(p.get(timeout=30)["action"] for p in pending)
+    assert actions == ["created", "unchanged", "unchanged"]
+    [container] = containers_of(agent.state_dir, wanted["uid"])
+    assert container.running
+
+
+def test_newer_generation_replaces_the_container_and_older_is_ignored(agents, control):
+    agent = agents()
+    first = spec(command=["sleep", "1001"])
+    old = control.call(agent.name, "apply_container", spec=first)
+    patched = first | {"generation": 2, "command": ["sleep", "1002"]}
+    new = control.call(agent.name, "apply_container", spec=patched)
+    assert new["action"] == "replaced" and new["runtime_id"] != old["runtime_id"]
+    [container] = containers_of(agent.state_dir, first["uid"])
+    assert container.id == new["runtime_id"] and container.config["Cmd"] == ["sleep", "1002"]
+    assert container.running and container.name == first["name"]
+    stale = control.call(agent.name, "apply_container", spec=first)
+    assert stale["action"] == "ignored" and stale["runtime_id"] == new["runtime_id"]
+    removed = control.wait_for("container_event", host=agent.name, uid=first["uid"],
+                               event="removed")
+    assert removed.kwargs["state"]["runtime_id"] == old["runtime_id"]
+
+
+def test_stop_start_kill_and_remove_actions(agents, control):
+    agent = agents()
+    wanted = spec()
+    uid = wanted["uid"]
+    control.call(agent.name, "apply_container", spec=wanted)
+    stopped = control.call(agent.name, "container_action", uid=uid, action="stop",
+                           params={"timeout": 1})
+    assert stopped["state"]["status"] == "exited"
+    control.wait_for("container_event", host=agent.name, uid=uid, event="exited")
+    mark = time.monotonic()
+    assert control.call(agent.name, "container_action", uid=uid, action="start")["ok"]
+    control.wait_for("container_event", host=agent.name, uid=uid, event="started", after=mark)
+    mark = time.monotonic()
+    killed = control.call(agent.name, "container_action", uid=uid, action="kill",
+                          params={"signal": "KILL"})
+    assert killed["state"]["exit_code"] == 137
+    exited = control.wait_for("container_event", host=agent.name, uid=uid, event="exited",
+                              after=mark)
+    assert exited.kwargs["state"]["exit_code"] == 137
+    assert control.call(agent.name, "container_action", uid=uid, action="kill")["ok"]
+    assert control.call(agent.name, "container_action", uid=uid, action="remove")["ok"]
+    control.wait_for("container_event", host=agent.name, uid=uid, event="removed")
+    assert containers_of(agent.state_dir, uid) == []
+    again = control.call(agent.name, "container_action", uid=uid, action="remove")
+    assert again["ok"] and again["action"] == "absent"
+    missing = control.call(agent.name, "container_action", uid=uid, action="start",
+                           operation_id="op-start-missing")
+    assert not missing["ok"] and "no container with uid" in missing["error"]
+    failed = control.wait_for("operation_progress", operation_id="op-start-missing",
+                              status="failed")
+    assert failed.kwargs["message"] == missing["error"]
+
+
+def test_container_exit_is_reported_with_its_code(agents, control):
+    agent = agents()
+    wanted = spec(command=["sh", "-c", "sleep 0.3; exit 3"])
+    control.call(agent.name, "apply_container", spec=wanted)
+    exited = control.wait_for("container_event", host=agent.name, uid=wanted["uid"],
+                              event="exited")
+    assert exited.kwargs["state"]["exit_code"] == 3
+    assert exited.kwargs["state"]["status"] == "exited"
+
+
+def test_oom_kill_is_reported(agents, control):
+    agent = agents()
+    wanted = spec(command=["tail", "/dev/zero"], memory=16 * 1024 * 1024)
+    control.call(agent.name, "apply_container", spec=wanted)
+    oom = control.wait_for("container_event", host=agent.name, uid=wanted["uid"], event="oom",
+                           timeout=30)
+    assert oom.kwargs["state"]["oom_killed"] and oom.kwargs["state"]["exit_code"] == 137
+    control.wait_for("container_event", host=agent.name, uid=wanted["uid"], event="exited")
+
+
+def test_restart_policy_and_health_checks_run_in_the_agent(agents, control):
+    agent = agents()
+    flaky = spec(command=["sh", "-c", "sleep 0.2; exit 2"], restart="on-failure:1")
+    healthy = spec(healthcheck={"test": ["CMD", "true"], "interval": 200_000_000,
+                                "timeout": 1_000_000_000, "start_period": 0, "retries": 1})
+    control.call(agent.name, "apply_container", spec=flaky)
+    control.call(agent.name, "apply_container", spec=healthy)
+    until(lambda: control.events(agent.name, flaky["uid"]).count("exited") == 2)
+    assert control.events(agent.name, flaky["uid"]) == [
+        "created", "started", "exited", "restarted", "exited"]
+    health = control.wait_for("container_event", host=agent.name, uid=healthy["uid"],
+                              event="health", where=lambda k: k["state"]["health"] == "healthy")
+    assert health.kwargs["state"]["status"] == "running"
+
+
+def test_logs_and_stats_are_returned_by_rpc(agents, control):
+    agent = agents()
+    wanted = spec(command=["sh", "-c", "echo one; echo two >&2; echo three; sleep 1000"])
+    control.call(agent.name, "apply_container", spec=wanted)
+    entries = until(lambda: len(e := control.call(agent.name, "logs", uid=wanted["uid"])) == 3
+                    and e)
+    assert [(e["stream"], e["text"]) for e in entries] == [
+        ("stdout", "one"), ("stderr", "two"), ("stdout", "three")]
+    tail = control.call(agent.name, "logs", uid=wanted["uid"], tail=1, timestamps=True)
+    assert [e["text"] for e in tail] == ["three"] and tail[0]["timestamp"]
+    stats = control.call(agent.name, "stats", uid=wanted["uid"])
+    assert stats["pids"] >= 1 and stats["memory_usage"] > 0
+
+
+def test_a_failed_apply_reports_the_runtime_error(agents, control):
+    agent = agents()
+    wanted = spec(image="no-such-image:1")
+    result = control.call(agent.name, "apply_container", spec=wanted, operation_id="op-bad")
+    assert not result["ok"] and "no-such-image" in result["error"]
+    failed = control.wait_for("operation_progress", operation_id="op-bad", status="failed")
+    assert failed.kwargs["message"] == result["error"]
+    assert containers_of(agent.state_dir, wanted["uid"]) == []
+    bad = control.call(agent.name, "apply_container", spec={"image": "busybox"})
+    assert not bad["ok"] and "spec.uid" in bad["error"]
+
+
+def test_volumes_and_networks_are_ensured_idempotently(agents, control):
+    agent = agents()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: control.call(
+            agent.name, "ensure_volume", name="data", labels={"team": "a"}), range(2)))
+    assert sorted(r["action"] for r in results) == ["created", "unchanged"]
+    net = control.call(agent.name, "ensure_network", spec={"name": "backend",
+                                                           "subnet": "10.253.7.0/24"})
+    assert net["action"] == "created" and net["gateway"] == "10.253.7.1"
+    assert control.call(agent.name, "ensure_network", spec={"name": "backend"})["action"] == \
+        "unchanged"
+    control.call(agent.name, "snapshot")
+    snapshot = control.wait_for("snapshot", host=agent.name,
+                                where=lambda k: any(n["name"] == "backend"
+                                                    for n in k["networks"])).kwargs
+    assert {"name": "data", "labels": {"team": "a"}, "anonymous": False} in snapshot["volumes"]
+    assert control.call(agent.name, "remove_network", name="backend")["action"] == "removed"
+    assert control.call(agent.name, "remove_volume", name="data")["action"] == "removed"
+    assert control.call(agent.name, "remove_volume", name="data")["action"] == "absent"
