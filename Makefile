@@ -9,7 +9,7 @@ setup:
 	@scripts/setup.sh
 
 test: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	@scripts/test.sh
 
 run: setup
 	@scripts/run.sh

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runtime.images.bootstrap import busybox_tree
 
-PODMAN_IMAGE = "localhost/berth-bench-busybox:latest"
+PODMAN_IMAGE = "localhost/berth-bench-busybox"  # + a per-instance suffix (see Podman.image)
 
 
 class RuncFloor:
@@ -63,6 +63,9 @@ class Podman:
     def __init__(self) -> None:
         if shutil.which("podman") is None:
             raise RuntimeError("podman is not installed; run `make setup`")
+        # One tag per instance: benchmarks running at the same time must not untag (or
+        # `rmi -f`, which also kills its containers) each other's image.
+        self.image = f"{PODMAN_IMAGE}-{uuid.uuid4().hex[:12]}:latest"
         with tempfile.TemporaryDirectory(prefix="berth-bench-podman-", dir="/var/tmp") as tmp:
             tree = Path(tmp) / "rootfs"
             tree.mkdir()
@@ -72,7 +75,7 @@ class Podman:
                 for path in sorted(tree.iterdir()):
                     tar.add(path, arcname=path.name)
             subprocess.run(["podman", "import", "--change", "CMD [\"sh\"]", str(archive),
-                            PODMAN_IMAGE], check=True, stdout=subprocess.DEVNULL,
+                            self.image], check=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
         self.ids: list[str] = []
 
@@ -80,7 +83,7 @@ class Podman:
         """`podman run -d [ARGS] IMAGE COMMAND` (COMMAND `sleep 3600` unless given); returns
         the container id."""
         out = subprocess.run(
-            ["podman", "run", "-d", *args, PODMAN_IMAGE, *command],
+            ["podman", "run", "-d", *args, self.image, *command],
             check=True, capture_output=True, text=True,
         )
         container_id = out.stdout.strip()
@@ -95,5 +98,5 @@ class Podman:
 
     def close(self) -> None:
         self.remove_all()
-        subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], stdout=subprocess.DEVNULL,
+        subprocess.run(["podman", "rmi", "-f", self.image], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)

@@ -1,8 +1,9 @@
-from django.urls import path
+from django.urls import include, path
 
 from panel import views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("healthz", views.healthz, name="healthz"),
+    path("api/", include("panel.api.urls")),
 ]

@@ -55,6 +55,32 @@ Snapshot: ``containers`` is a list of `container_state()`; ``images`` a list of 
 "names", "size"}; ``volumes`` a list of {"name", "labels"}; ``networks`` a list of {"name",
 "subnet", "gateway"}. A host's snapshot is complete: a panel-known container it does not list
 is gone from that host.
+
+Agent details (runtime/agent; additions the panel may use or ignore)
+--------------------------------------------------------------------
+- Every agent task accepts and ignores keyword arguments it does not know; all are sent and
+  read as keyword arguments.
+- Optional spec fields: ``stop_timeout`` (s), ``stop_signal``, ``user``, ``workdir``,
+  ``hostname``, ``read_only``, ``pids_limit``; ``registry_credentials`` ({"username",
+  "password", "insecure"}) for the pull. ``pull_image``'s ``credentials`` has the same shape.
+  ``ensure_network``'s spec: ``name``, ``subnet``, ``gateway``, ``internal``, ``labels``.
+  ``container_action`` params also take ``volumes`` (remove: anonymous volumes too, default
+  true). stop/kill/remove of a uid the host does not have succeed (``action`` "absent").
+- Results (Celery result and ``operation_progress.result``) of apply_container /
+  container_action: {"ok": True, "uid", "action", "runtime_id", "state": container_state()};
+  ``action`` is created | replaced | started | stopped | unchanged | ignored (older generation)
+  or the container_action's name; a runtime error gives {"ok": False, "error": message} and
+  a ``failed`` operation_progress with that message (the task itself does not fail).
+- ``logs`` entries: {"timestamp" (RFC 3339), "stream" (stdout | stderr), "text", "complete"};
+  ``since``/``until``: RFC 3339, Unix time or a duration ("10m"); ``tail``: int or None.
+- Inventory extras: ``memory_available`` (bytes), ``load`` ([1, 5, 15 min]), ``disk.used``,
+  ``sent_at`` (Unix time). Heartbeat messages expire after 10 intervals (min 60 s).
+- Snapshot ``volumes`` entries also carry ``anonymous``; ``containers`` lists every container
+  of the host, those without a uid label too (uid "").
+- Events: only for containers with a uid label; at least once (an agent killed between sending
+  and recording repeats it after its restart; exits that happened while it was down are sent
+  then). ``restarted`` = started again by the restart policy, or started again without the
+  exit being seen; ``oom`` comes right before its ``exited``.
 """
 
 from __future__ import annotations

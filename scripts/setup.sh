@@ -9,6 +9,7 @@ SYSTEM_PACKAGES=(
   runc crun conmon busybox-static tini
   redis-server nftables iptables iproute2 aardvark-dns
   skopeo podman docker-registry zstd debootstrap
+  postgresql
 )
 
 missing=()

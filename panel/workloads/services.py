@@ -150,8 +150,8 @@ def create_container(actor: Actor, data: dict[str, Any]) -> tuple[Container, Ope
     if fields.get("host_name"):
         pinned = Host.objects.filter(name=fields["host_name"]).first()
         if pinned is None:
-            errors.add("host", f"unknown host {fields['host_name']!r}: known hosts are "
-                               f"{', '.join(Host.objects.values_list('name', flat=True)) or 'none'}")
+            known = ", ".join(Host.objects.values_list("name", flat=True)[:20]) or "none"
+            errors.add("host", f"unknown host {fields['host_name']!r}: known hosts are {known}")
     errors.check()
     try:
         host = choose_host(placement_request(fields), pinned)
@@ -182,7 +182,8 @@ def create_container(actor: Actor, data: dict[str, Any]) -> tuple[Container, Ope
 
 
 def _lock(container: Container) -> Container:
-    return Container.objects.select_for_update().select_related("host").get(pk=container.pk)
+    return Container.objects.select_for_update(of=("self",)).select_related("host").get(
+        pk=container.pk)
 
 
 def _set_desired(actor: Actor, container: Container, action: str, desired: str | None,

@@ -9,12 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from panel.fleet.placement import parse_constraint
 from runtime.containers import options as opts
 from runtime.errors import InvalidArgument
 from runtime.images.reference import parse_reference
 from runtime.network.ports import parse_port_spec
-
-from panel.fleet.placement import parse_constraint
 
 FIELDS = ("name", "image", "pull", "command", "entrypoint", "env", "secrets", "ports", "volumes",
           "networks", "memory", "cpus", "restart", "healthcheck", "labels", "init", "host",

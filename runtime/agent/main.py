@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from runtime.errors import BerthError
@@ -91,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The agent runs as root by design (it drives runc); it accepts JSON only, never pickle.
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)
     from runtime.agent.service import Agent
 
     Path(args.state_dir).mkdir(parents=True, exist_ok=True)

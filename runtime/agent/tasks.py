@@ -30,7 +30,7 @@ from runtime.agent import specs
 from runtime.agent.celery_app import ControlClient
 from runtime.containers import logs as container_logs
 from runtime.containers.record import ZERO_TIME, Container
-from runtime.errors import BerthError, ContainerNotRunning, InvalidArgument, NotFound
+from runtime.errors import BerthError, Conflict, ContainerNotRunning, InvalidArgument, NotFound
 from runtime.protocol import (
     FAILED,
     GENERATION_LABEL,
@@ -167,6 +167,7 @@ class AgentTasks:
         container = keep
         if container is None:
             self._ensure_image(spec, operation)
+            self._ensure_networks_of(spec)
             operation.running(60, "creating the container")
             container = manager.create(specs.run_options(spec))
             action = "replaced" if replaced else "created"
@@ -312,22 +313,43 @@ class AgentTasks:
         """Create the bridge network of `spec` ({"name", "subnet", "gateway", "internal",
         "labels"}) unless it exists."""
         def work(operation: Operation) -> tuple[str, dict[str, Any]]:
-            if not isinstance(spec, dict) or not spec.get("name"):
-                raise InvalidArgument("spec.name is required: the network's name")
-            manager = self.host.networks.manager
-            network = manager.store.load(spec["name"])
-            action = "unchanged"
-            if network is None:
-                network = manager.create(spec["name"], subnet=spec.get("subnet"),
-                                         gateway=spec.get("gateway"),
-                                         internal=bool(spec.get("internal")),
-                                         labels=spec.get("labels") or {})
-                action = "created"
+            network, action = self._ensure_network(spec)
             return f"network {network.name} {action}", {
                 "name": network.name, "subnet": str(network.subnet),
                 "gateway": str(network.gateway), "action": action}
 
-        return self._operate(operation_id, f"ensure network {spec.get('name')}", work)
+        name = spec.get("name") if isinstance(spec, dict) else None
+        return self._operate(operation_id, f"ensure network {name}", work)
+
+    def _ensure_network(self, spec: dict[str, Any]) -> tuple[Any, str]:
+        """The network of `spec`, created unless it exists; (network, "created"|"unchanged")."""
+        if not isinstance(spec, dict) or not spec.get("name"):
+            raise InvalidArgument("spec.name is required: the network's name")
+        manager = self.host.networks.manager
+        network = manager.store.load(spec["name"])
+        if network is not None:
+            return network, "unchanged"
+        try:
+            return manager.create(spec["name"], subnet=spec.get("subnet"),
+                                  gateway=spec.get("gateway"),
+                                  internal=bool(spec.get("internal")),
+                                  labels=spec.get("labels") or {}), "created"
+        except Conflict:
+            network = manager.store.load(spec["name"])
+            if network is None:
+                raise
+            return network, "unchanged"  # another task created it meanwhile
+
+    def _ensure_networks_of(self, spec: dict[str, Any]) -> None:
+        """Create the container's non-default networks this host lacks (from
+        `spec["network_specs"]`, or with defaults when the panel sent none)."""
+        from runtime.network.store import DEFAULT_NETWORK
+
+        network_specs = spec.get("network_specs") or {}
+        for name in spec.get("networks") or []:
+            if name in ("none", "host", DEFAULT_NETWORK):
+                continue
+            self._ensure_network({**(network_specs.get(name) or {}), "name": name})
 
     def remove_network(self, name: str, operation_id: str | None = None,
                        **_ignored: Any) -> dict[str, Any]:

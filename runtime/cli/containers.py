@@ -293,7 +293,8 @@ def _ps(args: argparse.Namespace) -> int:
         if not args.no_trunc and len(command) > 20:
             command = command[:19] + "…"
         rows.append([c.id if args.no_trunc else c.short_id, c.image_ref, f'"{command}"',
-                     f"{human_duration(_age(c.created))} ago", status_text(c), "", c.name])
+                     f"{human_duration(_age(c.created))} ago", status_text(c), ports_text(c),
+                     c.name])
     print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
     return 0
 
@@ -305,7 +306,27 @@ def ps_row(container: Container) -> dict[str, Any]:
             "Command": " ".join((container.config.get("Entrypoint") or [])
                                 + (container.config.get("Cmd") or [])),
             "Created": container.created, "State": container.status,
-            "Status": status_text(container), "Labels": container.labels}
+            "Status": status_text(container), "Ports": ports_text(container),
+            "Labels": container.labels}
+
+
+def ports_text(container: Container) -> str:
+    """docker ps's PORTS: `0.0.0.0:8080->80/tcp` for each published port while the container
+    runs, and the bare `80/tcp` for an exposed port that is not published."""
+    published = container.network_settings.get("Ports") or {} if container.running else {}
+    items = []
+    keys = set(published) | set(container.config.get("ExposedPorts") or {})
+    for key in sorted(keys, key=_port_order):
+        bindings = published.get(key) or []
+        if not bindings:
+            items.append(key)
+        items += [f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{key}" for b in bindings]
+    return ", ".join(items)
+
+
+def _port_order(key: str) -> tuple[str, int]:
+    port, _, protocol = key.partition("/")
+    return (protocol, int(port) if port.isdigit() else 0)
 
 
 def _age(timestamp: str) -> float:

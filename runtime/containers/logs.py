@@ -158,5 +158,10 @@ def follow(path: Path, offset: int, stopped: Callable[[], bool],
 
 def format_entry(entry: LogEntry, timestamps: bool) -> str:
     """The text docker prints for one entry (newline included when the output had one)."""
-    prefix = f"{entry.timestamp} " if timestamps else ""
+    prefix = f"{docker_timestamp(entry.timestamp)} " if timestamps else ""
     return f"{prefix}{entry.text}" + ("\n" if entry.complete else "")
+
+
+def docker_timestamp(text: str) -> str:
+    """conmon's `…+00:00` as docker prints it with --timestamps (RFC 3339 nano, `Z` for UTC)."""
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import os
 import secrets
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.containers import monitor, rootfs
 from runtime.containers import options as opts
 from runtime.containers.network import LoopbackOnly, NetworkProvider, hosts_file
-from runtime.containers.ociruntime import OCIRuntime, select_runtime
+from runtime.containers.ociruntime import OCIRuntime, exec_failure_code, select_runtime
 from runtime.containers.record import (
     CREATED,
     EXITED,
@@ -134,7 +135,9 @@ class ContainerManager:
         runtime_path = self.default_runtime()
         container_id = secrets.token_hex(32)
         if not config.get("Hostname"):
-            config["Hostname"] = container_id[:12]
+            # docker: the host's name with --network host, else the short id
+            config["Hostname"] = (socket.gethostname() if host_config.get("NetworkMode") == "host"
+                                  else container_id[:12])
         config["Env"] = _default_env(config["Env"], config["Hostname"], user.home)
         with self.store.lock():
             taken = self.store.names()
@@ -541,11 +544,19 @@ class ContainerManager:
         container = self.get(ref)
         if not container.running:
             raise ContainerNotRunning(f"container {container.name} is not running")
+        log_file = container.userdata / f"exec-{os.getpid()}-{secrets.token_hex(4)}.log"
         argv = self.runtime_for(container).exec_argv(
             container.id, command, env=[e for e in (opts.parse_env_entry(x) for x in env or [])
-                                        if e], cwd=workdir, user=self._exec_user(user, container))
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=capture,
-                              timeout=timeout)
+                                        if e], cwd=workdir, user=self._exec_user(user, container),
+            log_file=log_file)
+        try:
+            result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=capture,
+                                    timeout=timeout)
+            if result.returncode != 0:
+                result.returncode = exec_failure_code(log_file) or result.returncode
+        finally:
+            log_file.unlink(missing_ok=True)
+        return result
 
     def _exec_user(self, user: str | None, container: Container) -> str | None:
         """runc exec wants numeric uid[:gid]; names are resolved against the image."""

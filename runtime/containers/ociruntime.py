@@ -75,10 +75,13 @@ class OCIRuntime:
             raise RuntimeFailure(f"{self.name} delete failed: {_runtime_message(result.stderr)}")
 
     def exec_argv(self, container_id: str, command: list[str], env: list[str] | None = None,
-                  cwd: str | None = None, user: str | None = None) -> list[str]:
+                  cwd: str | None = None, user: str | None = None,
+                  log_file: Path | None = None) -> list[str]:
         """The command line of a non-interactive `exec` (process settings come from the
-        container's config.json: capabilities, no-new-privileges, rlimits)."""
-        args = ["exec"]
+        container's config.json: capabilities, no-new-privileges, rlimits). With `log_file`,
+        the runtime also writes its own errors there as JSON lines (see `exec_failure_code`)."""
+        args = ["--log", str(log_file), "--log-format", "json"] if log_file else []
+        args.append("exec")
         for entry in env or []:
             args += ["--env", entry]
         if cwd:
@@ -99,6 +102,23 @@ class OCIRuntime:
             return json.loads(result.stdout).get("data") or {}
         except ValueError:
             raise RuntimeFailure(f"{self.name} events --stats printed no JSON") from None
+
+
+def exec_failure_code(log_file: Path) -> int | None:
+    """Docker's exit code when the runtime could not start an exec'd command (its error is in
+    `log_file`): 127 for a command that does not exist, 126 for one that cannot be executed;
+    None when the runtime logged no such error (the command itself ran)."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return None
+    if "exec failed" not in text and "starting container process" not in text:
+        return None
+    if "executable file not found" in text or "no such file or directory" in text:
+        return 127
+    if "permission denied" in text:
+        return 126
+    return None
 
 
 def _runtime_message(stderr: str) -> str:

@@ -8,7 +8,10 @@ Defaults, as Docker's engine sets them:
 4. a default pids limit, RLIMIT_NOFILE 1024:1024 (never above this host's hard limit);
 5. devices: deny all but the runtime's standard set (null, zero, full, tty, random, urandom, pts);
 6. new pid, ipc, uts, mount and network namespaces; the network one is filled in by the network
-   seam (`network.py`), loopback-only by default.
+   seam (`network.py`), loopback-only by default;
+7. in a container's own network namespace, any user may bind ports below 1024 and open ICMP
+   echo sockets (Docker's sysctls since 20.10: an image with `USER app` can still serve on :80);
+8. the system's default seccomp profile (seccomp.py), when the host has one.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ READONLY_PATHS = [
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 ]
 DEFAULT_NOFILE = 1024
+# Docker's namespaced sysctls for containers that do not share the host's network namespace.
+NETWORK_SYSCTLS = {
+    "net.ipv4.ip_unprivileged_port_start": "0",
+    "net.ipv4.ping_group_range": "0 2147483647",
+}
 
 
 def base_mounts() -> list[dict[str, Any]]:
@@ -158,6 +166,8 @@ def build_spec(
             "namespaces": namespaces,
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            **({"sysctl": dict(NETWORK_SYSCTLS)}
+               if host_config.get("NetworkMode") != "host" else {}),
         },
     }
 

@@ -115,6 +115,7 @@ class ControlMessage:
     task: str
     kwargs: dict[str, Any]
     received: float = field(default_factory=time.monotonic)
+    received_at: float = field(default_factory=time.time)  # wall clock, to compare with states
 
 
 class ControlSide:
@@ -152,7 +153,7 @@ class ControlSide:
                         while not self._stop.is_set():
                             try:
                                 connection.drain_events(timeout=0.2)
-                            except socket.timeout:
+                            except TimeoutError:
                                 continue
             except Exception:  # Redis went away: reconnect
                 time.sleep(0.2)

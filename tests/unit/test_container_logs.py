@@ -43,7 +43,7 @@ def test_follow_reads_to_the_end_once_stopped(tmp_path):
     entries = list(logs.follow(path, 0, stopped=lambda: True))
     assert entries[-1].text == "no newline" and not entries[-1].complete
     assert logs.format_entry(entries[0], timestamps=True) == (
-        "2026-01-01T00:00:01.000000001+00:00 one\n")
+        "2026-01-01T00:00:01.000000001Z one\n")
 
 
 def test_since_accepts_durations_and_unix_times():

@@ -1,0 +1,125 @@
+"""Django for the panel tests: settings from the environment set here (a private state dir, a
+throwaway Redis on a free port, short timings), then pytest-django's `db` fixtures.
+
+The rest of the suite does not load Django; this conftest is only imported when tests/panel is
+collected. DATABASE_URL is left as given, so scripts/test.sh can run these tests on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.panel.fixtures import free_port, queued_tasks, redis_server
+
+_shm = Path("/dev/shm")
+STATE_DIR = Path(tempfile.mkdtemp(prefix="berth-panel-tests-",
+                                  dir=_shm if _shm.is_dir() else None))
+REDIS_PORT = free_port()
+os.environ.update({
+    "DJANGO_SETTINGS_MODULE": "panel.settings",
+    "BERTH_STATE_DIR": str(STATE_DIR),
+    "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
+    "BERTH_HOST_DOWN_AFTER": "15",
+    "BERTH_RESCHEDULE_AFTER": "30",
+    "BERTH_REAPPLY_AFTER": "30",
+    "BERTH_RPC_TIMEOUT": "1",
+})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import django
+
+    django.setup()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def panel_state_dir() -> Path:
+    """BERTH_STATE_DIR of this session (removed when the session ends)."""
+    return STATE_DIR
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[Any]:
+    """The Redis the panel's settings point at (broker, results), for the whole session."""
+    with redis_server(REDIS_PORT) as server:
+        yield server
+
+
+@pytest.fixture
+def broker(redis_service: Any) -> Iterator[Any]:
+    """A Redis client on an empty broker database; `broker.sent(host)` lists the tasks queued
+    for that host's agent."""
+    client = redis_service.client()
+    client.flushdb()
+
+    def sent(host_name: str) -> list[dict[str, Any]]:
+        return queued_tasks(client, f"host.{host_name}")
+
+    client.sent = sent
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def actor() -> Any:
+    from panel.audit.services import Actor
+
+    return Actor(name="ana", channel="api", request_id="req-test-1")
+
+
+@pytest.fixture
+def system_actor() -> Any:
+    from panel.audit.services import Actor
+
+    return Actor.system()
+
+
+GIB = 1024**3
+
+
+@pytest.fixture
+def make_host(db: Any) -> Any:
+    """Register a host through a heartbeat, optionally holding images (through a snapshot)."""
+    from panel.audit.services import Actor
+    from panel.fleet.services import record_heartbeat
+    from panel.workloads.reports import record_snapshot
+
+    def make(name: str, memory: int = 4 * GIB, labels: dict[str, str] | None = None,
+             images: tuple[str, ...] = ("busybox:latest",), cpus: int = 2) -> Any:
+        host = record_heartbeat(Actor.agent(name), name,
+                                {"cpus": cpus, "memory": memory, "labels": labels or {},
+                                 "kernel": "6.1", "versions": {"runc": "1.1"}})
+        record_snapshot(Actor.agent(name), name, [],
+                        [{"id": f"sha256:{'a' * 64}", "names": list(images), "size": 1000}],
+                        [], [])
+        return host
+
+    return make
+
+
+@pytest.fixture
+def user(db: Any) -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("ana", password="correct horse battery")
+
+
+@pytest.fixture
+def api(user: Any) -> Any:
+    """An API client authenticated with ana's token (Authorization: Token …)."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
