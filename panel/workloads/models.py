@@ -129,7 +129,7 @@ class Container(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     restart_count = models.PositiveIntegerField(default=0)
     observed_generation = models.PositiveIntegerField(default=0)
-    observed_key = models.CharField(max_length=64, blank=True)
+    observed_key = models.CharField(max_length=96, blank=True)
     error = models.TextField(blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
 
