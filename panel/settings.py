@@ -9,6 +9,7 @@ from panel.env import (
     env_database,
     env_fernet_key,
     env_float,
+    env_int,
     env_list,
     env_redis_url,
     env_str,
@@ -40,24 +41,32 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "panel.access",
     "panel.audit",
     "panel.fleet",
     "panel.workloads",
     "panel.api",
+    "panel.live",
+    "panel.web",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "panel.access.middleware.SecurityHeadersMiddleware",
     "panel.audit.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "panel.urls"
@@ -99,7 +108,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [BASE_DIR / "static"] + [  # front-end packages from npm (package.json)
+    (f"vendor/{name}", BASE_DIR / "node_modules" / name / sub)
+    for name, sub in (("htmx.org", "dist"), ("uplot", "dist"), ("ansi_up", ""))]
 STATIC_ROOT = STATE_DIR / "collected-static"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,6 +119,41 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# --- Sign-in hardening and access (issue 6) ------------------------------------------------------
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",  # verifies (and upgrades) older hashes
+]
+AUTHENTICATION_BACKENDS = [
+    "panel.access.backends.LockoutBackend",  # django-axes: refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("BERTH_SIGNIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_float("BERTH_SIGNIN_LOCKOUT_MINUTES", 15.0, minimum=0.1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_ENABLE_ADMIN = False
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+# Cookies only over HTTPS unless turned off for a plain-HTTP LAN install (browsers treat
+# http://127.0.0.1 and http://localhost as secure, so `make run` signs in either way).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("BERTH_SECURE_COOKIES", True)
+SESSION_COOKIE_AGE = int(env_float("BERTH_SESSION_HOURS", 12.0, minimum=0.1) * 3600)
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+BERTH_CSP = env_str(
+    "BERTH_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'")
+OTP_TOTP_ISSUER = "Berth"
+# Audit: forwarding of committed events as JSON lines (file:/PATH, syslog, syslog://HOST:PORT),
+# retention (days; 0 keeps everything) and where archived events go.
+BERTH_AUDIT_FORWARD = env_str("BERTH_AUDIT_FORWARD", "")
+BERTH_AUDIT_RETENTION_DAYS = env_float("BERTH_AUDIT_RETENTION_DAYS", 0.0, minimum=0.0)
+BERTH_AUDIT_ARCHIVE_DIR = env_str("BERTH_AUDIT_ARCHIVE_DIR", str(STATE_DIR / "audit-archive"))
 
 # --- Control plane (issue 4) ---------------------------------------------------------------------
 REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -150,6 +196,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": BERTH_RECONCILE_INTERVAL,
         "options": {"expires": BERTH_RECONCILE_INTERVAL},
     },
+    "audit-archive": {"task": "berth.control.audit_archive", "schedule": 3600.0},
 }
 
 CHANNEL_LAYERS = {
@@ -161,10 +208,10 @@ CHANNEL_LAYERS = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "panel.access.authentication.ApiTokenAuthentication",
+        "panel.access.authentication.VerifiedSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["panel.api.permissions.SignedIn"],
     "DEFAULT_PAGINATION_CLASS": "panel.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -175,6 +222,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Desired state of containers, images, volumes and networks across hosts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["panel.api.permissions.SignedIn"],
     # Swagger UI from the installed sidecar package, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

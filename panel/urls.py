@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("healthz", views.healthz, name="healthz"),
     path("api/", include("panel.api.urls")),
+    path("accounts/", include("panel.access.urls")),
 ]

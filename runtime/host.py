@@ -45,6 +45,17 @@ class Host:
 
         return VolumeStore(self.root)
 
+    def reconcile(self) -> None:
+        """Bring the host in line with the state on disk, after an agent (re)start, a reboot or
+        something flushing the packet filter: re-create missing bridges, drop sandboxes whose
+        namespace is gone, reinstall the nftables rules, restart name resolution, and finalise
+        every container that exited while nothing watched (its exit code, mounts and network
+        released). Idempotent and cheap when nothing is wrong; restarting containers by their
+        policies is `Supervisor.boot()`."""
+        self.containers.list(all=True)  # refresh: exits seen now are finalised
+        if (self.root / "networks").is_dir():
+            self.networks.manager.reconcile()
+
     def purge(self) -> None:
         """Remove every container and volume of this root (tests and `berth-runtime system reset`).
         The background supervisor goes first (it would restart containers), then containers

@@ -12,11 +12,16 @@ Each `tick()`:
    back-off: 100 ms, doubling after each restart, at most 1 minute, back to 100 ms once the
    container had run for 10 s; restarts that are due are made;
 4. starts the health probes that are due on a small thread pool (a slow probe never delays the
-   others or the restarts) and applies Docker's health state machine to their results.
+   others or the restarts) and applies Docker's health state machine to their results;
+5. every RULES_CHECK seconds, reinstalls the nftables rules if something flushed them.
+
+`boot()` is the one-off start-up step: containers whose restart policy asks for it after a
+daemon restart are started (Docker's semantics; see its docstring).
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import signal
@@ -44,6 +49,7 @@ BACKOFF_START = 0.1
 BACKOFF_MAX = 60.0
 BACKOFF_RESET_AFTER = 10.0
 RESCAN = 1.0
+RULES_CHECK = 5.0  # how often the nftables rules are checked (and reinstalled if flushed)
 MAX_SLEEP = 0.1
 HEALTH_WORKERS = 4
 
@@ -62,6 +68,18 @@ def wants_restart(container: Container) -> bool:
         limit = int(policy.get("MaximumRetryCount") or 0)
         return limit == 0 or container.restart_count < limit
     return False
+
+
+def boot_restarts(container: Container) -> bool:
+    """Docker's decision at daemon start for a container that is not running."""
+    name = container.restart_policy.get("Name") or "no"
+    if container.status == "created":
+        return False  # never started: a policy only restarts what ran before
+    if name == "always":
+        return True
+    if container.manually_stopped:
+        return False
+    return name == "unless-stopped" or (name == "on-failure" and wants_restart(container))
 
 
 def next_delay(previous: float | None, ran_for: float) -> float:
@@ -99,7 +117,31 @@ class Supervisor:
         self.pool = ThreadPoolExecutor(HEALTH_WORKERS, thread_name_prefix="berth-health")
         self._containers: dict[str, Container] = {}
         self._scanned_at = float("-inf")
+        self._rules_checked_at = float("-inf")
         self._stop = threading.Event()
+
+    # -- start-up ------------------------------------------------------------------------------
+    def boot(self) -> builtins.list[str]:
+        """What Docker does for restart policies when its daemon starts (the agent calls this
+        once at start-up, before `run`): every stopped container whose policy says so is
+        started again, even one that exited while nothing watched (a reboot):
+        - `always`: even if it was stopped by hand before the restart;
+        - `unless-stopped`: unless it was stopped by hand;
+        - `on-failure[:N]`: if it failed (exit code not 0), was not stopped by hand and has
+          retries left.
+        Containers conmon kept running are left alone (nothing is started twice). Returns the
+        names of the containers started; a start that fails is logged and left to `run`."""
+        started = []
+        for container in self.manager.list(all=True):
+            if container.running or not boot_restarts(container):
+                continue
+            try:
+                self.manager.start(container.id)
+            except BerthError as exc:
+                log.warning("boot: starting %s failed: %s", container.name, exc)
+                continue
+            started.append(container.name)
+        return started
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, idle_exit: float | None = None) -> None:
@@ -140,7 +182,21 @@ class Supervisor:
                 self._consider_restart(container)
         self._restart_due()
         self._probe_due()
+        if now - self._rules_checked_at >= RULES_CHECK:
+            self._rules_checked_at = now
+            self._check_rules()
         return self._sleep_hint()
+
+    def _check_rules(self) -> None:
+        """Reinstall the packet-filter rules if something flushed them (published ports and
+        NAT would silently stop working otherwise)."""
+        if not (self.host.root / "networks").is_dir():
+            return
+        try:
+            if self.host.networks.manager.ensure_rules():
+                log.warning("the nftables rules were missing or flushed; reinstalled them")
+        except BerthError as exc:
+            log.warning("checking the nftables rules failed: %s", exc)
 
     # -- restarts -----------------------------------------------------------------------------
     def _consider_restart(self, container: Container) -> None:
@@ -267,8 +323,10 @@ def ensure_background(root: Path) -> None:
     )
 
 
-def serve(root: Path, idle_exit: float | None) -> int:
-    """Body of `berth-runtime supervise`: hold the root's supervisor lock and run."""
+def serve(root: Path, idle_exit: float | None, boot: bool = False) -> int:
+    """Body of `berth-runtime supervise`: hold the root's supervisor lock and run (after
+    `Supervisor.boot()` with `boot`, for a host without an agent: e.g. a systemd unit running
+    `berth-runtime supervise --boot` at start-up)."""
     import fcntl
 
     from runtime.host import Host
@@ -285,6 +343,9 @@ def serve(root: Path, idle_exit: float | None) -> int:
     supervisor = Supervisor(Host(root))
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     try:
+        if boot:
+            supervisor.host.reconcile()
+            supervisor.boot()
         supervisor.run(idle_exit=idle_exit)
     finally:
         pidfile(root).unlink(missing_ok=True)

@@ -9,7 +9,10 @@ SYSTEM_PACKAGES=(
   runc crun conmon busybox-static tini
   redis-server nftables iptables iproute2 aardvark-dns
   skopeo podman docker-registry zstd debootstrap
+  golang-github-containers-common
   postgresql
+  docker-compose  # `docker-compose config` checks the compose test cases (tests/panel/stacks)
+  chromium nodejs npm  # the dashboard's front-end packages (package.json) and its e2e tests
 )
 
 missing=()
@@ -45,4 +48,12 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e ".[dev]"
   touch "$stamp"
+fi
+
+# Front-end packages of the dashboard (package.json → node_modules/, served as static files):
+# installed again only when package-lock.json changed since the last install.
+npm_stamp=node_modules/.berth-installed
+if [[ -f package-lock.json && ( ! -f $npm_stamp || package-lock.json -nt $npm_stamp ) ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$npm_stamp"
 fi

@@ -1,8 +1,8 @@
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from panel.api import views
+from panel.api import access_views, audit_views, schema, views  # noqa: F401 (schema: auth)
 
 router = DefaultRouter()
 router.register("hosts", views.HostViewSet, basename="host")
@@ -11,9 +11,18 @@ router.register("containers", views.ContainerViewSet, basename="container")
 router.register("volumes", views.VolumeViewSet, basename="volume")
 router.register("networks", views.NetworkViewSet, basename="network")
 router.register("operations", views.OperationViewSet, basename="operation")
+router.register("teams", access_views.TeamViewSet, basename="team")
+router.register("projects", access_views.ProjectViewSet, basename="project")
+router.register("users", access_views.UserViewSet, basename="user")
+router.register("tokens", access_views.TokenViewSet, basename="apitoken")
+router.register("audit", audit_views.AuditEventViewSet, basename="auditevent")
 
 urlpatterns = [
+    path("v1/me/", access_views.MeView.as_view(), name="me"),
+    path("v1/me/totp/", access_views.TotpView.as_view(), name="me-totp"),
+    path("v1/me/totp/confirm/", access_views.TotpConfirmView.as_view(), name="me-totp-confirm"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's script as a file: the CSP allows no inline script.
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -16,8 +16,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from panel.access import policy
 from panel.api import serializers as s
-from panel.audit.services import Actor
+from panel.api.permissions import Scoped, actor_of, project_for_create
 from panel.fleet.dispatch import AgentUnavailable, call_host
 from panel.fleet.models import DOWN, UP, Host
 from panel.workloads import services
@@ -25,10 +26,6 @@ from panel.workloads.models import Container, Image, Network, Operation, Volume
 from panel.workloads.spec import ValidationFailed
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
-
-
-def actor_of(request: Request) -> Actor:
-    return Actor.from_request(request, "api")
 
 
 def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -50,24 +47,22 @@ def _label_filter(request: Request, queryset: QuerySet, field: str = "labels") -
     return queryset
 
 
-def _by_id_or_name(queryset: QuerySet, value: str, name_field: str = "name") -> Any:
-    if value.isdigit():
-        return get_object_or_404(queryset, pk=int(value))
-    return get_object_or_404(queryset, **{name_field: value})
-
-
 def _with_operation(data: dict[str, Any], operation: Operation) -> dict[str, Any]:
     return {**data, "operation": str(operation.pk)}
 
 
-class HostViewSet(viewsets.ReadOnlyModelViewSet):
-    """Hosts and their agents. `?status=up|down&label=K=V&name=…`"""
+class HostViewSet(Scoped, viewsets.ReadOnlyModelViewSet):
+    """Hosts and their agents (every signed-in user). `?status=up|down&label=K=V&name=…`"""
 
     serializer_class = s.HostSerializer
     lookup_value_regex = r"[^/]+"
+    resource = "host"
+
+    def base_queryset(self) -> QuerySet:
+        return Host.objects.all()
 
     def get_queryset(self) -> QuerySet:
-        queryset = Host.objects.all()
+        queryset = self.scoped(self.base_queryset())
         wanted = _choice(self.request, "status", (UP, DOWN))
         if wanted:
             alive = Host.objects.alive().values("pk")
@@ -77,17 +72,21 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(name__icontains=self.request.query_params["name"])
         return _label_filter(self.request, queryset)
 
-    def get_object(self) -> Host:
-        return _by_id_or_name(self.get_queryset(), self.kwargs["pk"])
 
-
-class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Images known on any host; POST pulls one. `?host=NAME&reference=…`"""
+class ImageViewSet(Scoped, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Images known on any host; POST pulls one (admins and operators of a team).
+    `?host=NAME&reference=…`"""
 
     serializer_class = s.ImageSerializer
+    resource = "image"
+    name_field = ""
+    verbs = {"create": "pull"}
+
+    def base_queryset(self) -> QuerySet:
+        return Image.objects.prefetch_related("hosts")
 
     def get_queryset(self) -> QuerySet:
-        queryset = Image.objects.prefetch_related("hosts")
+        queryset = self.scoped(self.base_queryset())
         params = self.request.query_params
         if params.get("host"):
             queryset = queryset.filter(hosts__name=params["host"])
@@ -97,6 +96,7 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=s.ImagePullRequest, responses={202: s.ImageSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        policy.authorize(request.user, "image.pull", None, self.actor(), self.token())
         data = request.data if isinstance(request.data, dict) else {}
         image, operations = services.pull_image(actor_of(request), data.get("reference"),
                                                  data.get("host"), data.get("credentials"))
@@ -105,7 +105,7 @@ class ImageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
-class ContainerViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
+class ContainerViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                        viewsets.ReadOnlyModelViewSet):
     """Containers: desired spec and observed state.
 
@@ -114,9 +114,13 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
 
     serializer_class = s.ContainerSerializer
     lookup_value_regex = r"[^/]+"
+    resource = "container"
+
+    def base_queryset(self) -> QuerySet:
+        return Container.objects.select_related("host", "requested_host", "project")
 
     def get_queryset(self) -> QuerySet:
-        queryset = Container.objects.select_related("host", "requested_host")
+        queryset = self.scoped(self.base_queryset())
         params = self.request.query_params
         if params.get("status"):
             queryset = queryset.filter(status=params["status"])
@@ -129,10 +133,9 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
             queryset = queryset.filter(image=params["image"])
         if params.get("name"):
             queryset = queryset.filter(name__icontains=params["name"])
+        if params.get("project"):
+            queryset = queryset.filter(project__name=params["project"])
         return _label_filter(self.request, queryset)
-
-    def get_object(self) -> Container:
-        return _by_id_or_name(self.get_queryset(), self.kwargs["pk"])
 
     def _answer(self, container: Container, operation: Operation,
                 code: int = status.HTTP_202_ACCEPTED) -> Response:
@@ -142,7 +145,10 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
 
     @extend_schema(request=s.ContainerCreateRequest, responses={201: s.ContainerSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        container, operation = services.create_container(actor_of(request), request.data)
+        data = dict(request.data) if isinstance(request.data, dict) else request.data
+        project = project_for_create(request, data.pop("project", None)
+                                     if isinstance(data, dict) else None, "container.create")
+        container, operation = services.create_container(actor_of(request), data, project)
         return self._answer(container, operation, status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("force", bool)], responses={202: None})
@@ -211,6 +217,15 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
         container = self.get_object()
         return Response(call_host(_host_for_rpc(container), "stats", str(container.uid)))
 
+    @extend_schema(responses={200: None})
+    @action(detail=True, methods=["get"])
+    def secrets(self, request: Request, pk: str | None = None) -> Response:
+        """The secret values in clear (team admins only; every read is audited)."""
+        container = self.get_object()
+        return Response({"container": container.pk,
+                         "secrets": services.read_container_secrets(actor_of(request),
+                                                                    container)})
+
 
 def _host_for_rpc(container: Container) -> str:
     host = container.host
@@ -249,15 +264,19 @@ def _int_param(request: Request, name: str, low: int, high: int) -> int | None:
     return value
 
 
-class VolumeViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
+class VolumeViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                     viewsets.ReadOnlyModelViewSet):
     """Named volumes. `?host=NAME&name=…&label=K[=V]`; reached by id or name."""
 
     serializer_class = s.VolumeSerializer
     lookup_value_regex = r"[^/]+"
+    resource = "volume"
+
+    def base_queryset(self) -> QuerySet:
+        return Volume.objects.prefetch_related("hosts").select_related("project")
 
     def get_queryset(self) -> QuerySet:
-        queryset = Volume.objects.prefetch_related("hosts")
+        queryset = self.scoped(self.base_queryset())
         params = self.request.query_params
         if params.get("host"):
             queryset = queryset.filter(hosts__name=params["host"])
@@ -265,14 +284,12 @@ class VolumeViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
             queryset = queryset.filter(name__icontains=params["name"])
         return _label_filter(self.request, queryset)
 
-    def get_object(self) -> Volume:
-        return _by_id_or_name(self.get_queryset(), self.kwargs["pk"])
-
     @extend_schema(request=s.VolumeCreateRequest, responses={201: s.VolumeSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
+        project = project_for_create(request, data.get("project"), "volume.create")
         volume, operation = services.create_volume(actor_of(request), data.get("name"),
-                                                   data.get("labels"), data.get("host"))
+                                                   data.get("labels"), data.get("host"), project)
         return Response(_with_operation(s.VolumeSerializer(volume).data, operation),
                         status=status.HTTP_201_CREATED)
 
@@ -282,15 +299,19 @@ class VolumeViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
         return Response({"operation": str(operation.pk)}, status=status.HTTP_202_ACCEPTED)
 
 
-class NetworkViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
+class NetworkViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                      viewsets.ReadOnlyModelViewSet):
     """Bridge networks. `?host=NAME&name=…&label=K[=V]`; reached by id or name."""
 
     serializer_class = s.NetworkSerializer
     lookup_value_regex = r"[^/]+"
+    resource = "network"
+
+    def base_queryset(self) -> QuerySet:
+        return Network.objects.prefetch_related("hosts").select_related("project")
 
     def get_queryset(self) -> QuerySet:
-        queryset = Network.objects.prefetch_related("hosts")
+        queryset = self.scoped(self.base_queryset())
         params = self.request.query_params
         if params.get("host"):
             queryset = queryset.filter(hosts__name=params["host"])
@@ -298,15 +319,13 @@ class NetworkViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
             queryset = queryset.filter(name__icontains=params["name"])
         return _label_filter(self.request, queryset)
 
-    def get_object(self) -> Network:
-        return _by_id_or_name(self.get_queryset(), self.kwargs["pk"])
-
     @extend_schema(request=s.NetworkCreateRequest, responses={201: s.NetworkSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
+        project = project_for_create(request, data.get("project"), "network.create")
         network, operation = services.create_network(
             actor_of(request), data.get("name"), data.get("subnet"), data.get("gateway"),
-            data.get("labels"))
+            data.get("labels"), project)
         return Response(_with_operation(s.NetworkSerializer(network).data, operation),
                         status=status.HTTP_201_CREATED)
 
@@ -316,13 +335,17 @@ class NetworkViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin,
         return Response({"operation": str(operation.pk)}, status=status.HTTP_202_ACCEPTED)
 
 
-class OperationViewSet(viewsets.ReadOnlyModelViewSet):
+class OperationViewSet(Scoped, viewsets.ReadOnlyModelViewSet):
     """Operations and their progress. `?status=&kind=&target_type=&target_id=&since_minutes=`"""
 
     serializer_class = s.OperationSerializer
+    resource = "operation"
+
+    def base_queryset(self) -> QuerySet:
+        return Operation.objects.select_related("project")
 
     def get_queryset(self) -> QuerySet:
-        queryset = Operation.objects.all()
+        queryset = self.scoped(self.base_queryset())
         params = self.request.query_params
         wanted = _choice(self.request, "status", tuple(dict(Operation.STATUSES)))
         if wanted:
@@ -342,6 +365,12 @@ class OperationViewSet(viewsets.ReadOnlyModelViewSet):
             key = uuid.UUID(self.kwargs["pk"])
         except ValueError:
             raise ValidationFailed({"id": ["an operation id is a UUID"]}) from None
-        return get_object_or_404(self.get_queryset(), pk=key)
+        operation = self.get_queryset().filter(pk=key).first()
+        if operation is None:
+            hidden = self.base_queryset().filter(pk=key).first()
+            if hidden is not None:
+                policy.deny_missing(self.actor(), "operation.view", hidden)
+            raise Http404(f"no operation {key}")
+        return operation
 
 

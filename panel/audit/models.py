@@ -1,34 +1,151 @@
-"""One generic audit event per change, written by the service layer in the change's transaction.
+"""Audit events: one per change, hash-chained, append-only.
 
-Issue 6 adds hash chaining, retention and the audit pages on top of this one model; the actor's id
-and name are copied so an event survives the deletion of its user."""
+Each event stores `seq` (1, 2, 3… without gaps), the hash of the previous event (`prev_hash`) and
+`hash` = SHA-256 of its own canonical content (`canonical_bytes`), which includes `prev_hash`.
+`ChainHead` (one row) holds the last seq and hash, so appends are serialised on it and the tail
+cannot be cut off unnoticed; it also holds the anchor (last seq and hash archived by retention).
+
+The actor, team and project are copied (id and name), so an event survives their deletion. The
+app cannot update or delete an event: the model and its queryset refuse, and database triggers
+(migration 0002) refuse UPDATE on SQLite and PostgreSQL and DELETE on PostgreSQL beyond the
+archived anchor. `manage.py audit_verify` checks the chain."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
 from django.db import models
+from django.utils import timezone
+
+GENESIS = "0" * 64
+# The columns covered by the hash, in canonical order.
+HASHED_FIELDS = ("seq", "prev_hash", "created_at", "actor_id", "actor_name", "channel",
+                 "request_id", "source_address", "action", "target_type", "target_id",
+                 "target_name", "team_id", "team_name", "project_id", "project_name", "outcome",
+                 "details_json")
+
+
+class ImmutableEvent(Exception):
+    """Raised on any attempt to change or delete an audit event through the app."""
+
+
+def _time_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_bytes(values: tuple[Any, ...] | list[Any]) -> bytes:
+    """The hashed form of an event: its HASHED_FIELDS values as a compact JSON array (JSON
+    escaping makes the field boundaries unambiguous)."""
+    values = list(values)
+    values[2] = _time_text(values[2]) if isinstance(values[2], datetime) else values[2]
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def event_hash(values: tuple[Any, ...] | list[Any]) -> str:
+    return hashlib.sha256(canonical_bytes(values)).hexdigest()
+
+
+def canonical_details(details: dict[str, Any]) -> str:
+    return json.dumps(details, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=str)
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise ImmutableEvent("audit events cannot be changed")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ImmutableEvent("audit events cannot be deleted (retention archives them: "
+                             "manage.py audit_archive)")
+
+    def _raw_delete(self, using: str) -> int:  # used by cascades and retention
+        raise ImmutableEvent("audit events cannot be deleted")
 
 
 class AuditEvent(models.Model):
     CHANNELS = [(c, c) for c in ("web", "api", "ws", "agent", "system", "cli")]
     OUTCOMES = [(o, o) for o in ("succeeded", "failed", "denied")]
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    seq = models.BigIntegerField(unique=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor_id = models.BigIntegerField(null=True, blank=True)
     actor_name = models.CharField(max_length=150)
     channel = models.CharField(max_length=10, choices=CHANNELS)
     request_id = models.CharField(max_length=64, blank=True)
-    source_address = models.GenericIPAddressField(null=True, blank=True)
+    source_address = models.CharField(max_length=64, blank=True, default="")
     action = models.CharField(max_length=64, db_index=True)
     target_type = models.CharField(max_length=32)
     target_id = models.CharField(max_length=64, blank=True)
     target_name = models.CharField(max_length=255, blank=True)
+    team_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    team_name = models.CharField(max_length=64, blank=True)
+    project_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    project_name = models.CharField(max_length=64, blank=True)
     outcome = models.CharField(max_length=10, choices=OUTCOMES, default="succeeded")
-    details = models.JSONField(default=dict, blank=True)
+    details_json = models.TextField(default="{}")
+
+    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["target_type", "target_id"])]
+        ordering = ["-seq"]
+        indexes = [models.Index(fields=["target_type", "target_id"],
+                                name="audit_audit_target__59bbff_idx")]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} " \
-               f"{self.target_type}:{self.target_name or self.target_id} {self.outcome}"
+        return f"#{self.seq} {self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} " \
+               f"{self.action} {self.target_type}:{self.target_name or self.target_id} " \
+               f"{self.outcome}"
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return json.loads(self.details_json or "{}")
+
+    @property
+    def name(self) -> str:
+        return f"#{self.seq} {self.action}"
+
+    @property
+    def team(self) -> None:
+        """Events keep team ids, not rows (the policy reads `team_id`)."""
+        return None
+
+    def hashed_values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in HASHED_FIELDS)
+
+    def compute_hash(self) -> str:
+        return event_hash(self.hashed_values())
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ImmutableEvent(f"audit event #{self.seq} cannot be changed")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableEvent(f"audit event #{self.seq} cannot be deleted")
+
+
+class ChainHead(models.Model):
+    """The single row (pk 1) that serialises appends and anchors the chain.
+
+    `seq`/`hash`: the last event appended. `anchor_seq`/`anchor_hash`: the last event archived
+    by retention (0 / GENESIS when nothing was archived); the first remaining event must follow
+    it. Named "anchor" in the database."""
+
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default=GENESIS)
+    anchor_seq = models.BigIntegerField(default=0)
+    anchor_hash = models.CharField(max_length=64, default=GENESIS)
+    anchor_file = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "audit_anchor"
+
+    def __str__(self) -> str:
+        return f"head #{self.seq} {self.hash[:12]}, anchor #{self.anchor_seq}"

@@ -9,6 +9,7 @@ import uuid
 
 from django.db import models
 
+from panel.access.querysets import ScopedQuerySet
 from panel.fleet.models import Host
 
 RUNNING, STOPPED = "running", "stopped"
@@ -41,10 +42,15 @@ class Volume(models.Model):
     """A named volume; each host keeps its own copy of the data (volumes are host-local)."""
 
     name = models.CharField(max_length=128, unique=True)
+    project = models.ForeignKey("access.Project", null=True, blank=True,
+                                on_delete=models.PROTECT, related_name="volumes",
+                                help_text="owner; none = platform administrators only")
     labels = models.JSONField(default=dict, blank=True)
     hosts = models.ManyToManyField(Host, related_name="volumes", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -57,6 +63,9 @@ class Network(models.Model):
     """A bridge network, created on each host that runs a container attached to it."""
 
     name = models.CharField(max_length=64, unique=True)
+    project = models.ForeignKey("access.Project", null=True, blank=True,
+                                on_delete=models.PROTECT, related_name="networks",
+                                help_text="owner; none = platform administrators only")
     driver = models.CharField(max_length=16, default="bridge")
     subnet = models.CharField(max_length=64, blank=True)
     gateway = models.CharField(max_length=64, blank=True)
@@ -64,6 +73,8 @@ class Network(models.Model):
     hosts = models.ManyToManyField(Host, related_name="networks", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -84,6 +95,9 @@ class Container(models.Model):
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=128, unique=True)
+    project = models.ForeignKey("access.Project", null=True, blank=True,
+                                on_delete=models.PROTECT, related_name="containers",
+                                help_text="owner; none = platform administrators only")
 
     # desired spec — a change of any of these bumps `generation` (the agent recreates)
     image = models.CharField(max_length=512)
@@ -136,6 +150,8 @@ class Container(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ScopedQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
@@ -152,6 +168,9 @@ class Operation(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=64, db_index=True)
+    project = models.ForeignKey("access.Project", null=True, blank=True,
+                                on_delete=models.PROTECT, related_name="operations",
+                                help_text="owner; none = platform administrators only")
     target_type = models.CharField(max_length=32)
     target_id = models.CharField(max_length=64, blank=True)
     target_name = models.CharField(max_length=255, blank=True)
@@ -163,6 +182,8 @@ class Operation(models.Model):
     result = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

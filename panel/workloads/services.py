@@ -12,6 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from panel.access.models import Project
 from panel.audit.services import Actor, record_event
 from panel.fleet.dispatch import send_on_commit
 from panel.fleet.models import Host
@@ -84,8 +85,10 @@ def container_spec(container: Container) -> dict[str, Any]:
 def start_operation(actor: Actor, kind: str, target: Any, host_name: str = "",
                     status: str = Operation.PENDING, message: str = "") -> Operation:
     """A new operation row for `kind` on `target` (inside the caller's transaction)."""
+    project = getattr(target, "project", None)
     return Operation.objects.create(
-        kind=kind, target_type=target._meta.model_name, target_id=str(target.pk),
+        kind=kind, project=project if isinstance(project, Project) else None,
+        target_type=target._meta.model_name, target_id=str(target.pk),
         target_name=str(getattr(target, "name", "")), host_name=host_name,
         actor_name=actor.name, status=status, message=message,
         progress=1.0 if status == Operation.SUCCEEDED else 0.0)
@@ -130,8 +133,9 @@ def _names_in_use(model: type, kind: str, names: list[str], errors: Errors, fiel
 # --- containers ---------------------------------------------------------------------------------
 
 @transaction.atomic
-def create_container(actor: Actor, data: dict[str, Any]) -> tuple[Container, Operation]:
-    """Validate a create request, place the container and queue it for its host.
+def create_container(actor: Actor, data: dict[str, Any],
+                     project: Project | None = None) -> tuple[Container, Operation]:
+    """Validate a create request, place the container in `project` and queue it for its host.
 
     Raises ValidationFailed (nothing written) naming every bad field: unknown image (it must be
     in the image table, or `pull: true`), malformed ports, memory below 6m, unknown networks or
@@ -168,7 +172,7 @@ def create_container(actor: Actor, data: dict[str, Any]) -> tuple[Container, Ope
     try:
         with transaction.atomic():
             container = Container.objects.create(
-                name=name, **fields, secrets_encrypted=encrypt_secrets(secrets),
+                name=name, project=project, **fields, secrets_encrypted=encrypt_secrets(secrets),
                 secret_names=sorted(secrets), requested_host=pinned, host=host,
                 desired_state=RUNNING if start else STOPPED, desired_changed_at=now)
     except IntegrityError:
@@ -273,6 +277,15 @@ def remove_container(actor: Actor, container: Container, force: bool = False) ->
     return operation
 
 
+@transaction.atomic
+def read_container_secrets(actor: Actor, container: Container) -> dict[str, str]:
+    """The secret values of `container` in clear (team admins); the read is audited, with the
+    names only."""
+    values = decrypt_secrets(container.secrets_encrypted)
+    record_event(actor, "container.secrets", container, secret_names=sorted(values))
+    return values
+
+
 def _send_action(container: Container, action: str, params: dict[str, Any],
                  operation: Operation) -> None:
     if container.host_id:
@@ -325,7 +338,8 @@ def _labels(labels: Any) -> dict[str, str]:
 
 @transaction.atomic
 def create_volume(actor: Actor, name: str, labels: dict[str, str] | None = None,
-                  host_name: str | None = None) -> tuple[Volume, Operation]:
+                  host_name: str | None = None,
+                  project: Project | None = None) -> tuple[Volume, Operation]:
     """A named volume. Hosts create their copy when a container first mounts it, or now on
     `host_name` when given."""
     name = _valid_name(name, "volume")
@@ -337,7 +351,7 @@ def create_volume(actor: Actor, name: str, labels: dict[str, str] | None = None,
             raise ValidationFailed({"host": [f"unknown host {host_name!r}"]})
     if Volume.objects.filter(name=name).exists():
         raise ValidationFailed({"name": [f"a volume named {name!r} already exists"]})
-    volume = Volume.objects.create(name=name, labels=labels)
+    volume = Volume.objects.create(name=name, labels=labels, project=project)
     if host is not None:
         operation = start_operation(actor, "volume.create", volume, host.name)
         send_on_commit(host.name, "ensure_volume", name, labels, str(operation.pk))
@@ -386,7 +400,8 @@ def remove_volume(actor: Actor, volume: Volume) -> Operation:
 @transaction.atomic
 def create_network(actor: Actor, name: str, subnet: str | None = None,
                    gateway: str | None = None,
-                   labels: dict[str, str] | None = None) -> tuple[Network, Operation]:
+                   labels: dict[str, str] | None = None,
+                   project: Project | None = None) -> tuple[Network, Operation]:
     """A bridge network; each host creates it when a container attached to it arrives."""
     name = _valid_name(name, "network")
     labels = _labels(labels)
@@ -410,7 +425,7 @@ def create_network(actor: Actor, name: str, subnet: str | None = None,
             errors.add("gateway", f"{gateway!r} is not an IPv4 address")
     errors.check()
     network = Network.objects.create(name=name, subnet=subnet or "", gateway=gateway or "",
-                                     labels=labels)
+                                     labels=labels, project=project)
     operation = start_operation(actor, "network.create", network, status=Operation.SUCCEEDED,
                                 message="hosts create it when a container attaches to it")
     record_event(actor, "network.create", network, after=network.to_spec(),

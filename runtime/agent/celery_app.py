@@ -58,6 +58,7 @@ class ControlClient:
 
     def __init__(self, app: Celery):
         self.app = app
+        self._failing = False
 
     def send(self, task_name: str, expires: float | None = None, **kwargs: Any) -> bool:
         """Publish one control task with keyword arguments; False when the broker could not be
@@ -66,8 +67,13 @@ class ControlClient:
             self.app.send_task(task_name, kwargs=kwargs, queue=CONTROL_QUEUE,
                                retry=True, retry_policy=SEND_RETRY_POLICY, expires=expires)
         except Exception as exc:  # kombu raises a variety of connection errors
-            log.warning("could not send %s to %s: %s", task_name, CONTROL_QUEUE, exc)
+            if not self._failing:  # once per outage, not once per attempt
+                log.warning("cannot send to %s, will keep trying: %s", CONTROL_QUEUE, exc)
+            self._failing = True
             return False
+        if self._failing:
+            log.info("sending to %s works again", CONTROL_QUEUE)
+            self._failing = False
         return True
 
 

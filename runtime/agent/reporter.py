@@ -108,6 +108,7 @@ class Reporter:
         self._exits: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._pending: list[dict[str, Any]] = []
         self._wake = threading.Event()
+        self._registered = threading.Event()  # a heartbeat went out
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._send_after = 0.0
@@ -146,7 +147,10 @@ class Reporter:
             stopping = self._stop.is_set()
             try:
                 self.scan()
-                if time.monotonic() >= self._snapshot_due and not stopping:
+                # The first snapshot waits for the first heartbeat: the panel registers a host
+                # on its heartbeat and drops reports from hosts it does not know yet.
+                if (time.monotonic() >= self._snapshot_due and not stopping
+                        and self._registered.is_set()):
                     sent = self.send_snapshot()
                     self._snapshot_due = time.monotonic() + (
                         self.snapshot_interval if sent else SEND_BACKOFF)
@@ -164,6 +168,9 @@ class Reporter:
             except Exception:
                 log.exception("heartbeat failed")
                 sent = False
+            if sent and not self._registered.is_set():
+                self._registered.set()
+                self._wake.set()
             self._stop.wait(self.heartbeat_interval if sent else min(1.0,
                                                                       self.heartbeat_interval))
 
@@ -209,8 +216,8 @@ class Reporter:
                 self._pending.append(self._exits.get_nowait())
             except queue.Empty:
                 break
-        if time.monotonic() < self._send_after:
-            return
+        if time.monotonic() < self._send_after or not self._registered.is_set():
+            return  # events wait for the first heartbeat, as the snapshot does
         while self._pending:
             observed = dict(self._pending[0])
             container_id = observed.pop("_id")

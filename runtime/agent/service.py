@@ -4,10 +4,13 @@ Start-up order matters for "survives restarts":
 1. the agent lock (`<state dir>/agent/agent.lock`) makes sure one agent serves a state dir;
 2. the root's supervisor lock is taken (a background `berth-runtime supervise` is stopped first),
    so restart policies and health checks run exactly once, here;
-3. the reporter loads what was reported before, refreshes every container record (exits that
-   happened while no agent ran are finalised now) and reports the differences, then a snapshot;
-4. the supervisor thread starts (it restarts what the policies say, re-adopting every container
-   conmon kept running: nothing is started twice, the records are the truth);
+3. the reporter loads what was reported before and hooks into exits; `Host.reconcile()`
+   refreshes every container record (exits that happened while no agent ran are finalised now,
+   so they are reported) and repairs networking; the reporter sends the differences, then a
+   snapshot;
+4. `Supervisor.boot()` starts what the restart policies say after a daemon restart, then the
+   supervisor thread runs; every container conmon kept running is re-adopted as it is (nothing
+   is started twice: the records on disk are the truth);
 5. the unacknowledged messages of `host.<name>` left by a killed predecessor are queued again;
 6. the Celery worker consumes `host.<name>` until SIGTERM/SIGINT (a warm shutdown: running
    tasks finish), then the supervisor and the reporter stop.
@@ -87,8 +90,13 @@ class Agent:
         """Steps 1-4 of the module docstring (everything but the worker)."""
         self._take_locks()
         self.host.containers.default_runtime()  # probe once, before threads race to do it
-        self.reporter.start()
+        self.reporter.start()  # first: its exit hook sees what reconcile() finalises
+        self.host.reconcile()
         self.supervisor = supervision.Supervisor(self.host)
+        started = self.supervisor.boot()
+        if started:
+            log.info("restart policies started %d container(s): %s", len(started),
+                     ", ".join(started))
         self._supervisor_thread = threading.Thread(target=self.supervisor.run,
                                                    name="berth-supervisor", daemon=True)
         self._supervisor_thread.start()

@@ -30,7 +30,7 @@ from runtime.agent import specs
 from runtime.agent.celery_app import ControlClient
 from runtime.containers import logs as container_logs
 from runtime.containers.record import ZERO_TIME, Container
-from runtime.errors import BerthError, Conflict, ContainerNotRunning, InvalidArgument, NotFound
+from runtime.errors import BerthError, ContainerNotRunning, InvalidArgument, NotFound
 from runtime.protocol import (
     FAILED,
     GENERATION_LABEL,
@@ -102,11 +102,12 @@ class AgentTasks:
 
     # -- helpers -------------------------------------------------------------------------------
     @contextmanager
-    def uid_lock(self, uid: str) -> Iterator[None]:
-        """Serialise all work on one uid, across threads and processes (hashed stripes keep the
-        number of lock files bounded)."""
-        stripe = int(hashlib.sha256(uid.encode()).hexdigest(), 16) % LOCK_STRIPES
-        with fsutil.locked(self.lock_dir / f"uid-{stripe:02d}.lock"):
+    def lock(self, kind: str, key: str) -> Iterator[None]:
+        """Serialise all work on one `kind` ("uid", "volume", "network") of object `key`, across
+        threads and processes. Hashed stripes keep the number of lock files bounded; each kind
+        has its own files, so apply_container may hold a uid lock while it ensures a network."""
+        stripe = int(hashlib.sha256(key.encode()).hexdigest(), 16) % LOCK_STRIPES
+        with fsutil.locked(self.lock_dir / f"{kind}-{stripe:02d}.lock"):
             yield
 
     def containers_of(self, uid: str) -> list[Container]:
@@ -143,7 +144,7 @@ class AgentTasks:
 
         def work(operation: Operation) -> tuple[str, dict[str, Any]]:
             specs.validate_spec(spec)
-            with self.uid_lock(spec["uid"]):
+            with self.lock("uid", spec["uid"]):
                 return self._apply_locked(spec, operation)
 
         return self._operate(operation_id, f"apply container {name}", work)
@@ -182,18 +183,26 @@ class AgentTasks:
         return f"container {container.name} {action}", _result(action, container)
 
     def _start(self, container: Container, spec: dict[str, Any]) -> Container:
-        """Start; a container that never ran and cannot start (its creation was cut short by a
-        crash of the agent) is made again once."""
+        """Start the container. One that never ran and was left half-made (the agent was
+        killed while creating it) or cannot start is made again from the spec, once."""
         manager = self.host.containers
+        never_started = str(container.state.get("StartedAt") or ZERO_TIME).startswith("0001-")
+        if never_started and not _completely_created(container):
+            log.warning("container %s was left half-created; creating it again", container.name)
+            container = self._recreate(container, spec)
         try:
             return manager.start(container.id)
-        except BerthError:
-            if not str(container.state.get("StartedAt") or ZERO_TIME).startswith("0001-"):
-                raise  # it ran before: the failure is real
-            log.warning("container %s never started and cannot start; creating it again",
-                        container.name)
-            manager.remove(container.id, force=True, volumes=True)
-            return manager.start(manager.create(specs.run_options(spec)).id)
+        except (BerthError, OSError) as exc:
+            if not never_started:
+                raise
+            log.warning("container %s never started and cannot start (%s); creating it again",
+                        container.name, exc)
+            return manager.start(self._recreate(container, spec).id)
+
+    def _recreate(self, container: Container, spec: dict[str, Any]) -> Container:
+        manager = self.host.containers
+        manager.remove(container.id, force=True, volumes=True)
+        return manager.create(specs.run_options(spec))
 
     def _ensure_image(self, spec: dict[str, Any], operation: Operation) -> None:
         try:
@@ -214,7 +223,7 @@ class AgentTasks:
             if action not in ACTIONS:
                 raise InvalidArgument(f"action must be one of {', '.join(ACTIONS)}, "
                                       f"not {action!r}")
-            with self.uid_lock(uid):
+            with self.lock("uid", uid):
                 return self._act_locked(uid, action, params)
 
         return self._operate(operation_id, f"{action} container {uid}", work)
@@ -280,7 +289,10 @@ class AgentTasks:
                                   f"pulling {ref}: {sum(moved.values())} of {total} bytes",
                                   throttle=status != "resolved")
 
-        return registry.pull(self.host.images, ref, insecure=bool(credentials.get("insecure")),
+        insecure = credentials.get("insecure")
+        if insecure is None:  # as docker: a registry on a loopback address may be plain HTTP
+            insecure = _loopback_registry(ref)
+        return registry.pull(self.host.images, ref, insecure=bool(insecure),
                              username=credentials.get("username"),
                              password=credentials.get("password"), progress=progress)
 
@@ -289,9 +301,10 @@ class AgentTasks:
         """Create the named volume unless it exists."""
         def work(operation: Operation) -> tuple[str, dict[str, Any]]:
             volumes = self.host.volumes
-            if volumes.exists(name):
-                return f"volume {name} exists", {"name": name, "action": "unchanged"}
-            volumes.create(name=name, labels=labels or {})
+            with self.lock("volume", name):
+                if volumes.exists(name):
+                    return f"volume {name} exists", {"name": name, "action": "unchanged"}
+                volumes.create(name=name, labels=labels or {})
             return f"volume {name} created", {"name": name, "action": "created"}
 
         return self._operate(operation_id, f"ensure volume {name}", work)
@@ -301,9 +314,11 @@ class AgentTasks:
         """Remove the named volume (refused while a container uses it); absent is fine."""
         def work(operation: Operation) -> tuple[str, dict[str, Any]]:
             volumes = self.host.volumes
-            if not volumes.exists(name):
-                return f"volume {name} is not on this host", {"name": name, "action": "absent"}
-            volumes.remove(name, users=self.host.containers.users_of_volume)
+            with self.lock("volume", name):
+                if not volumes.exists(name):
+                    return (f"volume {name} is not on this host",
+                            {"name": name, "action": "absent"})
+                volumes.remove(name, users=self.host.containers.users_of_volume)
             return f"volume {name} removed", {"name": name, "action": "removed"}
 
         return self._operate(operation_id, f"remove volume {name}", work)
@@ -326,19 +341,14 @@ class AgentTasks:
         if not isinstance(spec, dict) or not spec.get("name"):
             raise InvalidArgument("spec.name is required: the network's name")
         manager = self.host.networks.manager
-        network = manager.store.load(spec["name"])
-        if network is not None:
-            return network, "unchanged"
-        try:
+        with self.lock("network", spec["name"]):
+            network = manager.store.load(spec["name"])
+            if network is not None:
+                return network, "unchanged"
             return manager.create(spec["name"], subnet=spec.get("subnet"),
                                   gateway=spec.get("gateway"),
                                   internal=bool(spec.get("internal")),
                                   labels=spec.get("labels") or {}), "created"
-        except Conflict:
-            network = manager.store.load(spec["name"])
-            if network is None:
-                raise
-            return network, "unchanged"  # another task created it meanwhile
 
     def _ensure_networks_of(self, spec: dict[str, Any]) -> None:
         """Create the container's non-default networks this host lacks (from
@@ -356,9 +366,11 @@ class AgentTasks:
         """Remove the network (refused while containers are attached); absent is fine."""
         def work(operation: Operation) -> tuple[str, dict[str, Any]]:
             manager = self.host.networks.manager
-            if manager.store.load(name) is None:
-                return f"network {name} is not on this host", {"name": name, "action": "absent"}
-            manager.remove(name)
+            with self.lock("network", name):
+                if manager.store.load(name) is None:
+                    return (f"network {name} is not on this host",
+                            {"name": name, "action": "absent"})
+                manager.remove(name)
             return f"network {name} removed", {"name": name, "action": "removed"}
 
         return self._operate(operation_id, f"remove network {name}", work)
@@ -393,6 +405,19 @@ class AgentTasks:
         if not found:
             raise NotFound(f"no container with uid {uid} on this host")
         return found[0]
+
+
+def _loopback_registry(ref: str) -> bool:
+    from runtime.images.reference import parse_reference
+
+    host = parse_reference(ref).registry.rsplit(":", 1)[0]
+    return host == "localhost" or host.startswith("127.") or host == "[::1]"
+
+
+def _completely_created(container: Container) -> bool:
+    """Whether `create` got to the end: it makes these directories last."""
+    return all((container.directory / sub).is_dir()
+               for sub in ("bundle/rootfs", "upper", "work", "userdata"))
 
 
 def _generation(container: Container) -> int:

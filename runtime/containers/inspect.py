@@ -40,9 +40,23 @@ def inspect_container(container: Container) -> dict[str, Any]:
             "UpperDir": str(container.directory / "upper"),
             "WorkDir": str(container.directory / "work"),
         }},
-        "Mounts": [{k: v for k, v in m.items() if k != "Anonymous"} for m in container.mounts],
+        "Mounts": [{k: v for k, v in m.items() if k not in ("Anonymous", "NoCopy")}
+                   for m in container.mounts],
         "Config": config,
-        "NetworkSettings": {"Networks": {}, "SandboxKey": "", "Ports": {},
-                            **container.network_settings},
+        "NetworkSettings": network_settings(container),
         "OCIRuntime": container.runtime,
     }
+
+
+def network_settings(container: Container) -> dict[str, Any]:
+    """docker's NetworkSettings: per-network endpoints, plus the top-level IPAddress, Gateway,
+    IPPrefixLen and MacAddress of the container's primary network (its NetworkMode), which
+    docker fills for its default network and many scripts read."""
+    settings: dict[str, Any] = {"Networks": {}, "SandboxKey": "", "Ports": {},
+                                **container.network_settings}
+    primary = (settings["Networks"] or {}).get(container.host_config.get("NetworkMode") or "")
+    primary = primary or {}
+    for key, empty in (("IPAddress", ""), ("IPPrefixLen", 0), ("Gateway", ""),
+                       ("MacAddress", "")):
+        settings.setdefault(key, primary.get(key) or empty)
+    return settings

@@ -19,6 +19,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -66,7 +67,8 @@ class ContainerManager:
         self.root = Path(host.root)
         self.store = ContainerStore(self.root)
         self.network: NetworkProvider = _default_network(host)
-        self.exit_command: builtins.list[str] | None = None  # passed to conmon as --exit-command
+        # conmon's --exit-command for every container (the container id is appended)
+        self.exit_command: builtins.list[str] | None = None
         self.log_size_max: int | None = None
         self.exit_hooks: builtins.list[Callable[[Container], None]] = []
 
@@ -269,7 +271,7 @@ class ContainerManager:
                            "Source": str(volume.mountpoint), "Destination": request.destination,
                            "Driver": "local", "Mode": "ro" if request.read_only else "z",
                            "RW": not request.read_only, "Propagation": "",
-                           "Anonymous": anonymous})
+                           "Anonymous": anonymous, "NoCopy": request.no_copy})
         return mounts
 
     def _discard(self, container: Container, created_volumes: builtins.list[str]) -> None:
@@ -311,10 +313,11 @@ class ContainerManager:
         rootfs.mount_overlay(image_layers, container.directory / "upper",
                              container.directory / "work", container.rootfs)
         try:
+            self._populate_volumes(container)
             namespace = self.network.prepare(container)
             self._write_bundle(container, image_layers, namespace)
             pid = monitor.launch(container, runtime, self.store.exit_dir, socket_dir,
-                                 self.exit_command, self.log_size_max)
+                                 self._exit_command(container), self.log_size_max)
             runtime.start(container.id)
         except BaseException as exc:
             self._teardown(container)
@@ -338,6 +341,13 @@ class ContainerManager:
             container.manually_stopped = False
         self.store.save(container)
         self.network.attached(container, pid)
+
+    def _populate_volumes(self, container: Container) -> None:
+        """Docker's copy-up, at each start as Docker does it: an empty volume gets what the
+        image has at its mount path (`nocopy` turns it off)."""
+        for mount in container.mounts:
+            if mount.get("Type") == "volume" and not mount.get("NoCopy"):
+                self.host.volumes.populate(mount["Name"], container.rootfs, mount["Destination"])
 
     def _write_bundle(self, container: Container, layer_dirs: builtins.list[Path],
                       namespace: str | None) -> None:
@@ -374,8 +384,23 @@ class ContainerManager:
         return current
 
     def on_exit(self, ref: str) -> Container:
-        """Observe the container's exit now (for conmon's --exit-command and supervisors)."""
-        return self.get(ref)
+        """Observe the container's exit now (conmon's --exit-command, supervisors). The record
+        is re-read under the container's lock, so an exit that races with the end of `start`
+        is still finalised (and an `--rm` container removed)."""
+        container = self.store.find(ref)
+        with self.store.lock(container.id):
+            return self._reload(container)
+
+    def _exit_command(self, container: Container) -> builtins.list[str] | None:
+        """What conmon runs once the container has exited: the manager's `exit_command` if
+        set, else for an `--rm` container `berth-runtime cleanup ID`, so it is removed at once
+        even when no supervisor or agent is watching."""
+        if self.exit_command is not None:
+            return [*self.exit_command, container.id]
+        if container.host_config.get("AutoRemove"):
+            return [sys.executable, "-m", "runtime", "--root", str(self.root), "cleanup",
+                    container.id]
+        return None
 
     def has_exited(self, container: Container) -> bool:
         """Whether a container recorded as running has stopped (conmon wrote its exit code,
@@ -414,6 +439,7 @@ class ContainerManager:
         for hook in list(self.exit_hooks):
             hook(container)
         if container.host_config.get("AutoRemove"):
+            self.network.removed(container)
             self.store.remove(container)
             self._remove_anonymous_volumes(container)
 

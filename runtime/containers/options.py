@@ -32,6 +32,7 @@ class MountRequest:
     source: str
     destination: str
     read_only: bool = False
+    no_copy: bool = False  # `nocopy`: do not seed an empty volume with the image's content
 
     @property
     def is_bind(self) -> bool:
@@ -225,7 +226,8 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
 
 
 def parse_volume(spec: str) -> MountRequest:
-    """`-v NAME:/path[:ro|rw]` (named volume) or `-v /host/path:/path[:ro|rw]` (bind mount).
+    """`-v NAME:/path[:ro|rw][,nocopy]` (named volume) or `-v /host/path:/path[:ro|rw]` (bind
+    mount).
 
     A lone `/path` asks for an anonymous volume (source left empty)."""
     parts = spec.split(":")
@@ -238,8 +240,12 @@ def parse_volume(spec: str) -> MountRequest:
         source, destination = "", parts[0]
     else:
         raise InvalidArgument(f"invalid -v {spec!r}: use NAME:/path[:ro] or /host/path:/path[:ro]")
-    if mode not in ("ro", "rw"):
-        raise InvalidArgument(f"invalid -v {spec!r}: the mode must be ro or rw, not {mode!r}")
+    flags = mode.split(",")
+    if any(f not in ("ro", "rw", "nocopy") for f in flags) or len(set(flags) & {"ro", "rw"}) > 1:
+        raise InvalidArgument(f"invalid -v {spec!r}: the mode must be ro or rw, optionally with "
+                              f"nocopy (e.g. ro,nocopy), not {mode!r}")
+    if "nocopy" in flags and (not source or source.startswith("/")):
+        raise InvalidArgument(f"invalid -v {spec!r}: nocopy applies to named volumes only")
     if not destination.startswith("/") or ".." in destination.split("/"):
         raise InvalidArgument(
             f"invalid -v {spec!r}: the container path must be absolute and without '..'"
@@ -252,7 +258,7 @@ def parse_volume(spec: str) -> MountRequest:
             "a bind mount source must be an absolute path"
         )
     return MountRequest(source=source, destination=os.path.normpath(destination),
-                        read_only=mode == "ro")
+                        read_only="ro" in flags, no_copy="nocopy" in flags)
 
 
 def parse_labels(labels: list[str] | dict[str, str]) -> dict[str, str]:

@@ -21,6 +21,7 @@ import resource
 from pathlib import Path
 from typing import Any
 
+from runtime.containers import seccomp
 from runtime.containers.users import ResolvedUser
 
 OCI_VERSION = "1.0.2-dev"
@@ -132,6 +133,7 @@ def build_spec(
     namespaces.append({"type": "network", **({"path": network_namespace}
                                                if network_namespace else {})})
     all_mounts = base_mounts() + mounts
+    seccomp_filter = seccomp.default_filter(DEFAULT_CAPABILITIES)
     if init:
         tini = tini_path()
         if tini is not None:
@@ -168,6 +170,7 @@ def build_spec(
             "readonlyPaths": list(READONLY_PATHS),
             **({"sysctl": dict(NETWORK_SYSCTLS)}
                if host_config.get("NetworkMode") != "host" else {}),
+            **({"seccomp": seccomp_filter} if seccomp_filter else {}),
         },
     }
 

@@ -135,6 +135,22 @@ def remove(table: str) -> None:
     _nft(render(table, [], []))
 
 
+def intact(table: str) -> bool:
+    """Whether the table is in the kernel with its rules (not deleted by `nft flush ruleset`,
+    nor emptied by `nft flush table`): its prerouting chain still jumps to the port map."""
+    library = _libnftables()
+    if library is None:
+        result = subprocess.run(["nft", "list", "chain", "inet", table, "prerouting"],
+                                capture_output=True, text=True)
+        return result.returncode == 0 and "jump ports" in result.stdout
+    with _LOCK:
+        status = library.nft_run_cmd_from_buffer(
+            _CONTEXT[0], f"list chain inet {table} prerouting".encode())
+        output = (library.nft_ctx_get_output_buffer(_CONTEXT[0]) or b"").decode(errors="replace")
+        library.nft_ctx_get_error_buffer(_CONTEXT[0])  # drop the error text of a missing table
+    return status == 0 and "jump ports" in output
+
+
 def installed(table: str) -> bool:
     """Whether the table is present in the kernel."""
     result = subprocess.run(["nft", "list", "table", "inet", table], capture_output=True,
@@ -194,8 +210,13 @@ def _libnftables() -> ctypes.CDLL | None:
                 library.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
                 library.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
                 library.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+                library.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+                library.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
+                library.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
+                library.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
                 context = library.nft_ctx_new(0)
                 library.nft_ctx_buffer_error(context)
+                library.nft_ctx_buffer_output(context)  # listings are read, never printed
                 _CONTEXT.append(context)
                 _LIBRARY.append(library)
             except (OSError, AttributeError):

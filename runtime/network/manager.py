@@ -274,6 +274,14 @@ class NetworkManager:
                                         b.container_port) for b in self.ports.bindings()]
             filtering.apply(self.table, rules, ports)
 
+    def ensure_rules(self) -> bool:
+        """Reinstall the rules if something removed or flushed them (cheap: one in-process
+        listing); returns whether they had to be reinstalled."""
+        if not self.store.all() or filtering.intact(self.table):
+            return False
+        self.sync_rules()
+        return True
+
     def reconcile(self) -> None:
         """After an agent restart or a host reboot: re-create missing bridges, drop sandboxes
         whose namespace is gone, reinstall the rules, restart the DNS server if needed."""

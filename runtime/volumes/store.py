@@ -28,7 +28,7 @@ from typing import Any
 
 from runtime import fsutil
 from runtime.errors import Conflict, InvalidArgument, NotFound
-from runtime.volumes import archive
+from runtime.volumes import archive, populate
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 NAME_MAX = 255
@@ -195,6 +195,7 @@ class VolumeStore:
             raise Conflict(
                 f"cannot {action} volume {name!r}: it is in use by container(s) "
                 f"{', '.join(in_use)}; remove those containers first"
+                + (" or use --force" if action == "restore into" else "")
             )
 
     def _discard(self, directory: Path) -> None:
@@ -247,6 +248,14 @@ class VolumeStore:
         shutil.rmtree(self.base)
 
     # -- backup / restore --------------------------------------------------------------------
+    def populate(self, name: str, rootfs: Path, destination: str) -> bool:
+        """Docker's copy-up: if the volume is empty, give it what the container's image has at
+        `destination` (inside the mounted `rootfs`), owners and modes included. Returns whether
+        anything was copied (populate.py)."""
+        volume = self.get(name)
+        with self._lock():
+            return populate.copy_image_content(Path(rootfs), destination, volume.mountpoint)
+
     def backup(self, name: str, file: Path) -> int:
         """Write the volume's content to `file` as a tar archive: zstd-compressed when the name
         ends in `.zst`, gzip for `.gz`/`.tgz`, plain otherwise. Returns the archive's size.

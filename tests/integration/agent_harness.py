@@ -337,18 +337,19 @@ class HostNamespaces:
 # -- state dirs --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def agent_roots(parent: Path) -> Iterator[Callable[[], Path]]:
-    """A factory of fresh runtime roots (busybox bootstrapped) under `parent`; every root is
-    removed afterwards (the agents must have been stopped and purged first)."""
+    """A factory of fresh runtime roots (busybox bootstrapped unless told) under `parent`;
+    every root is removed afterwards (its agents must have been stopped and purged first)."""
     from runtime.host import Host
     from runtime.images.bootstrap import bootstrap_busybox
 
     made: list[Path] = []
 
-    def make() -> Path:
+    def make(bootstrap: bool = True) -> Path:
         root = parent / uuid.uuid4().hex[:12]
         root.mkdir(parents=True)
         made.append(root)
-        bootstrap_busybox(Host(root).images)
+        if bootstrap:
+            bootstrap_busybox(Host(root).images)
         return root
 
     try:

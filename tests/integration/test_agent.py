@@ -192,6 +192,34 @@ def test_a_failed_apply_reports_the_runtime_error(agents, control):
     assert not bad["ok"] and "spec.uid" in bad["error"]
 
 
+def test_apply_pulls_a_missing_image_and_pull_reports_progress(agents, control, roots):
+    from registry_server import RegistryServer
+
+    from runtime.images import registry
+
+    source = Host(roots())
+    server = RegistryServer(source.root / "registry")
+    server.start()
+    try:
+        reference = f"{server.address}/tests/busybox:1"
+        source.images.tag("busybox:latest", reference)
+        registry.push(source.images, reference, insecure=True)
+        agent = agents(root=roots(bootstrap=False))
+        wanted = spec(image=reference, pull=True)
+        result = control.call(agent.name, "apply_container", spec=wanted, operation_id="op-pull")
+        assert result["ok"] and result["state"]["status"] == "running"
+        progress = [m.kwargs for m in control.received("operation_progress",
+                                                       operation_id="op-pull")]
+        assert any(p["status"] == "running" and "pulling" in p["message"] for p in progress)
+        assert [p["progress"] for p in progress] == sorted(p["progress"] for p in progress)
+        pulled = control.call(agent.name, "pull_image", ref=reference, operation_id="op-p2")
+        assert pulled["ok"] and pulled["names"] == [reference]
+        done = control.wait_for("operation_progress", operation_id="op-p2", status="succeeded")
+        assert done.kwargs["progress"] == 100 and done.kwargs["result"]["image_id"]
+    finally:
+        server.stop()
+
+
 def test_volumes_and_networks_are_ensured_idempotently(agents, control, host_namespaces,
                                                      redis_server):
     # In its own network namespace: the bridges it makes cannot meet anyone else's.

@@ -67,3 +67,25 @@ def test_bad_flags_fail_with_a_message_and_leave_nothing(cli, busybox):
     assert cli("ps", "-a", "-q").stdout == ""
     result = cli("rm", "nosuch", check=False)
     assert result.returncode == 1 and "no such container" in result.stderr
+
+
+def test_a_detached_rm_container_is_removed_as_soon_as_it_exits(cli, busybox, berth_root):
+    import time
+
+    from runtime.supervisor import pidfile
+
+    container_id = cli("run", "-d", "--rm", "-v", "/scratch", "busybox", "sh", "-c",
+                       "sleep 0.2").stdout.strip()
+    record = berth_root / "containers" / container_id
+    deadline = time.monotonic() + 15
+    while record.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # nobody looked at it: conmon's exit command removed it, and its anonymous volume
+    assert not record.exists() and not pidfile(berth_root).exists()
+    assert cli("volume", "ls", "-q").stdout == ""
+
+
+def test_logs_timestamps_are_rfc3339_nano_in_utc(cli, busybox):
+    cli("run", "--name", "stamp", "busybox", "echo", "hi")
+    stamp, text = cli("logs", "-t", "stamp").stdout.rstrip("\n").split(" ", 1)
+    assert text == "hi" and stamp.endswith("Z") and len(stamp.split(".")[1]) == 10

@@ -241,11 +241,52 @@ def test_network_none_and_host_modes(cli, busybox) -> None:
     assert inspect(cli, "hosty")["HostConfig"]["NetworkMode"] == "host"
 
 
+def test_host_mode_uses_the_hosts_name_and_non_root_binds_low_ports_elsewhere(cli,
+                                                                              busybox) -> None:
+    assert cli("run", "--rm", "--network", "host", "busybox",
+               "hostname").stdout.strip() == socket.gethostname()
+    # Docker's net.ipv4.ip_unprivileged_port_start=0 in a container's own namespace
+    served = cli("run", "--rm", "--user", "1000", "busybox", "sh", "-c",
+                 "nc -l -p 80 & sleep 0.3; netstat -ltn | grep -c ':80 '", check=False)
+    assert served.stdout.strip() == "1", served.stderr
+
+
+def test_ps_shows_published_ports_while_running(cli, busybox) -> None:
+    cli("run", "-d", "--name", "pub", "-p", "127.0.0.1:18123:80", "busybox", "sleep", "60")
+    row = next(line for line in cli("ps").stdout.splitlines() if "pub" in line)
+    assert "127.0.0.1:18123->80/tcp" in row
+    listed = json.loads(cli("ps", "--json").stdout)
+    assert listed[0]["Ports"] == "127.0.0.1:18123->80/tcp"
+    cli("stop", "-t", "0", "pub")
+    assert "->" not in next(line for line in cli("ps", "-a").stdout.splitlines()
+                            if "pub" in line)
+
+
+def test_reconcile_reinstalls_flushed_rules_and_the_port_answers_again(cli, busybox,
+                                                                      berth_root) -> None:
+    from runtime.host import Host
+
+    cli("run", "-d", "--name", "web", "-p", "8000", "busybox", "sh", "-c", SERVE_TCP)
+    port = int(cli("port", "web").stdout.strip().rsplit(":", 1)[1])
+    assert talk(None, "127.0.0.1", port).startswith("pong-")
+    manager = Host(berth_root).networks.manager
+    subprocess.run(["nft", "flush", "table", "inet", manager.table], check=True)
+    assert talk(None, "127.0.0.1", port).startswith("error")
+    assert manager.ensure_rules() is True and manager.ensure_rules() is False
+    assert talk(None, "127.0.0.1", port).startswith("pong-")
+    subprocess.run(["nft", "delete", "table", "inet", manager.table], check=True)
+    cli("reconcile")
+    assert talk(None, "127.0.0.1", port).startswith("pong-")
+
+
 def test_default_network_and_cli_listing(cli, busybox) -> None:
     cli("run", "-d", "--name", "plain", "-P", "busybox", "sleep", "60")
     data = inspect(cli, "plain")
     assert data["HostConfig"]["NetworkMode"] == "berth"
     assert data["NetworkSettings"]["Networks"]["berth"]["IPAddress"]
+    # the primary network's address at the top level too, as docker prints it
+    assert data["NetworkSettings"]["IPAddress"] == \
+        data["NetworkSettings"]["Networks"]["berth"]["IPAddress"]
     listed = cli("network", "ls").stdout.splitlines()
     assert listed[0].split()[:2] == ["NETWORK", "ID"] and "berth" in listed[1]
     created = cli("network", "create", "lab", "--subnet", "10.244.0.0/24", "--gateway",

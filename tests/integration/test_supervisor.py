@@ -109,3 +109,27 @@ def test_cli_starts_a_background_supervisor_for_restart_policies(cli, berth_root
     until(lambda: pidfile(berth_root).exists())
     until(lambda: Host(berth_root).containers.get(cid).restart_count >= 2)
     cli("rm", "-f", cid)
+
+
+def test_boot_starts_always_even_after_a_manual_stop_and_unless_stopped_only_if_not(host):
+    always = run(host, "sleep", "30", restart="always", name="always")
+    stopped_by_hand = run(host, "sleep", "30", restart="unless-stopped", name="by-hand")
+    crashed = run(host, "sleep", "30", restart="unless-stopped", name="crashed")
+    failed = run(host, "sh", "-c", "exit 2", restart="on-failure:3", name="failed")
+    plain = run(host, "sleep", "30", name="plain")
+    never_started = host.containers.create(RunOptions(image="busybox", command=["true"],
+                                                      restart="always", name="created"))
+    host.containers.stop(always.id, timeout=0)
+    host.containers.stop(stopped_by_hand.id, timeout=0)
+    host.containers.kill(crashed.id, "KILL")  # as a reboot would end it: not by hand
+    host.containers.kill(plain.id, "KILL")
+    host.containers.wait(failed.id, timeout=30)
+    # what the restarted daemon (the agent) does before it starts supervising
+    started = Supervisor(host).boot()
+    assert sorted(started) == ["always", "crashed", "failed"]
+    states = {c.name: c.status for c in host.containers.list(all=True)}
+    assert states["always"] == states["crashed"] == "running"
+    assert states["by-hand"] == states["plain"] == "exited" and states["created"] == "created"
+    assert not host.containers.get(always.id).manually_stopped  # a boot start is a fresh start
+    for container in (always, stopped_by_hand, crashed, failed, plain, never_started):
+        host.containers.remove(container.id, force=True)

@@ -111,15 +111,19 @@ def make_host(db: Any) -> Any:
 def user(db: Any) -> Any:
     from django.contrib.auth import get_user_model
 
-    return get_user_model().objects.create_user("ana", password="correct horse battery")
+    # A platform administrator: these tests are about workloads, not roles (test_access*.py).
+    return get_user_model().objects.create_superuser("ana", password="correct horse battery")
 
 
 @pytest.fixture
 def api(user: Any) -> Any:
-    """An API client authenticated with ana's token (Authorization: Token …)."""
-    from rest_framework.authtoken.models import Token
+    """An API client authenticated with ana's API token (Authorization: Bearer …)."""
     from rest_framework.test import APIClient
 
+    from panel.access.services import create_token
+    from panel.audit.services import Actor
+
+    _, secret = create_token(Actor.from_user(user), user, "tests")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return client

@@ -176,7 +176,7 @@ def test_session_auth_works_too(client, user):
     assert client.get("/api/v1/hosts/").status_code == 200
 
 
-def test_berth_token_prints_a_stable_token(user):
+def test_berth_token_prints_a_new_working_token_each_time(user, client):
     from io import StringIO
 
     from django.core.management import call_command
@@ -185,6 +185,10 @@ def test_berth_token_prints_a_stable_token(user):
     first, second = StringIO(), StringIO()
     call_command("berth_token", "ana", stdout=first)
     call_command("berth_token", "ana", stdout=second)
-    assert first.getvalue() == second.getvalue() and len(first.getvalue().strip()) == 40
+    assert first.getvalue() != second.getvalue()  # stored hashed: a secret is shown only once
+    for out in (first, second):
+        answer = client.get("/api/v1/hosts/",
+                            HTTP_AUTHORIZATION=f"Bearer {out.getvalue().strip()}")
+        assert answer.status_code == 200
     with pytest.raises(CommandError, match="createsuperuser"):
         call_command("berth_token", "nobody")

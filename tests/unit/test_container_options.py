@@ -73,8 +73,16 @@ def test_volume_specs_distinguish_named_bind_and_anonymous():
     assert opts.parse_volume("/cache").source == ""
 
 
+def test_nocopy_is_accepted_for_named_volumes_only():
+    spec = opts.parse_volume("data:/srv:ro,nocopy")
+    assert (spec.read_only, spec.no_copy) == (True, True)
+    assert opts.parse_volume("data:/srv").no_copy is False
+    with pytest.raises(InvalidArgument, match="named volumes only"):
+        opts.parse_volume("/host:/srv:nocopy")
+
+
 @pytest.mark.parametrize("spec", ["data:relative", "data:/x:rx", "data:/", "bad name:/x",
-                                  "data:/a/../b"])
+                                  "data:/a/../b", "data:/x:ro,rw"])
 def test_volume_specs_refuse_unsafe_or_malformed_entries(spec):
     with pytest.raises(InvalidArgument, match="-v"):
         opts.parse_volume(spec)

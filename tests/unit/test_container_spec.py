@@ -92,3 +92,17 @@ def test_unknown_user_is_refused_with_its_name(tmp_path):
 
     with pytest.raises(InvalidArgument, match="'ghost'"):
         resolve_user("ghost", [tmp_path])
+
+
+def test_network_sysctls_only_in_the_containers_own_namespace():
+    assert _spec(host_config={"NetworkMode": "berth"})["linux"]["sysctl"] == {
+        "net.ipv4.ip_unprivileged_port_start": "0",
+        "net.ipv4.ping_group_range": "0 2147483647",
+    }
+    assert "sysctl" not in _spec(host_config={"NetworkMode": "host"})["linux"]
+
+
+def test_seccomp_comes_from_the_system_profile_unless_unconfined(monkeypatch):
+    assert _spec()["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
+    monkeypatch.setenv("BERTH_SECCOMP_PROFILE", "unconfined")
+    assert "seccomp" not in _spec()["linux"]

@@ -1,0 +1,177 @@
+"""Checking the hash chain (`audit_verify`) and archiving old events (`audit_archive`).
+
+`verify` walks the events in seq order from the anchor (the last archived event, or the genesis
+hash) and stops at the first problem:
+1. a gap in seq: events were removed;
+2. a prev_hash that is not the previous event's hash: this event was inserted (or re-linked);
+3. a hash that does not match the event's content: this event was altered;
+4. the last event is not the chain head: events were removed from, or added after, the end."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+
+from panel.audit.forward import event_record
+from panel.audit.models import (
+    GENESIS,
+    HASHED_FIELDS,
+    AuditEvent,
+    ChainHead,
+    canonical_details,
+    event_hash,
+)
+
+
+@dataclass
+class Problem:
+    kind: str  # "removed" | "inserted" | "altered" | "head"
+    seq: int | None
+    event_id: int | None
+    message: str
+
+
+@dataclass
+class Verification:
+    checked: int
+    problem: Problem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def _head() -> ChainHead:
+    return ChainHead.objects.filter(pk=1).first() or ChainHead(pk=1)
+
+
+def _rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
+    queryset = AuditEvent.objects.order_by("seq").values_list("id", "hash", *HASHED_FIELDS)
+    return queryset.iterator(chunk_size=chunk_size)
+
+
+def verify(chunk_size: int = 10_000) -> Verification:
+    """Check the whole chain (see the module docstring); names the first bad event."""
+    head = _head()
+    expected, previous = head.anchor_seq + 1, head.anchor_hash
+    before_previous, previous_id = "", None
+    checked = 0
+    for row in _rows(chunk_size):
+        event_id, stored, values = row[0], row[1], row[2:]
+        seq, prev_hash = values[0], values[1]
+        if seq > expected:
+            gone = f"#{expected}" if seq == expected + 1 else f"#{expected}..#{seq - 1}"
+            return Verification(checked, Problem(
+                "removed", expected, None,
+                f"event {gone} was removed: the log goes from #{expected - 1} to #{seq} "
+                f"(event id {event_id})"))
+        if seq == expected and prev_hash == before_previous and previous_id is not None:
+            # This event follows the one before the previous: the previous one was slipped in
+            # (later events renumbered to make room).
+            return Verification(checked - 1, Problem(
+                "inserted", seq - 1, previous_id,
+                f"event #{seq - 1} (id {previous_id}) was inserted: event #{seq} follows the "
+                f"event before it"))
+        if seq < expected or prev_hash != previous:
+            return Verification(checked, Problem(
+                "inserted", seq, event_id,
+                f"event #{seq} (id {event_id}, {values[8]}) was inserted: it does not follow "
+                f"event #{expected - 1} (its prev_hash is not that event's hash)"))
+        if event_hash(values) != stored:
+            return Verification(checked, Problem(
+                "altered", seq, event_id,
+                f"event #{seq} (id {event_id}, {values[8]}) was altered: its content does "
+                "not match its hash"))
+        before_previous, previous, previous_id = previous, stored, event_id
+        expected += 1
+        checked += 1
+    last = expected - 1
+    if last != head.seq or previous != head.hash:
+        if last > head.seq:
+            message = (f"events after #{head.seq} were inserted: the chain head is #{head.seq} "
+                       f"but the log ends at #{last}")
+        else:
+            message = (f"event #{last + 1}..#{head.seq} at the end was removed: the chain head "
+                       f"is #{head.seq} but the log ends at #{last}")
+        return Verification(checked, Problem("head", last + 1, None, message))
+    return Verification(checked, None)
+
+
+def _values_of(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["seq"], record["prev_hash"], datetime.fromisoformat(record["time"]),
+            record["actor_id"], record["actor"], record["channel"], record["request_id"],
+            record["source_address"] or "", record["action"], record["target_type"],
+            record["target_id"], record["target_name"], record["team_id"], record["team"],
+            record["project_id"], record["project"], record["outcome"],
+            canonical_details(record["details"]))
+
+
+def verify_archive(path: Path) -> Verification:
+    """Check an archive file written by `archive`: its events chain from its anchor line."""
+    checked = 0
+    with open(path, encoding="utf-8") as source:
+        header = json.loads(source.readline())
+        expected, previous = header["anchor"]["seq"] + 1, header["anchor"]["hash"]
+        for line in source:
+            record = json.loads(line)
+            values = _values_of(record)
+            if record["seq"] != expected or record["prev_hash"] != previous:
+                return Verification(checked, Problem(
+                    "removed" if record["seq"] > expected else "inserted", record["seq"], None,
+                    f"{path}: event #{record['seq']} does not follow #{expected - 1}"))
+            if event_hash(values) != record["hash"]:
+                return Verification(checked, Problem(
+                    "altered", record["seq"], None, f"{path}: event #{record['seq']} was altered"))
+            previous, expected = record["hash"], expected + 1
+            checked += 1
+    return Verification(checked, None)
+
+
+def archive(before: datetime, directory: Path) -> tuple[int, Path | None]:
+    """Move events older than `before` to a JSON-lines file in `directory` and keep the last
+    one's seq and hash as the anchor, so the rest stays verifiable.
+
+    The archived part is verified first (a broken chain is never archived away); the file is
+    written and fsynced before the events are deleted, in one transaction with the anchor."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with transaction.atomic():
+        ChainHead.objects.get_or_create(pk=1)
+        ChainHead.objects.filter(pk=1).update(seq=F("seq"))  # serialise with appends
+        head = ChainHead.objects.get(pk=1)
+        last = AuditEvent.objects.filter(created_at__lt=before).order_by("-seq").first()
+        if last is None:
+            return 0, None
+        result = verify()
+        if result.problem is not None and (result.problem.seq or 0) <= last.seq:
+            raise ValueError(f"not archiving a broken chain: {result.problem.message}")
+        events = AuditEvent.objects.filter(seq__lte=last.seq).order_by("seq")
+        path = directory / f"audit-{head.anchor_seq + 1:012d}-{last.seq:012d}.jsonl"
+        temporary = path.with_suffix(".partial")
+        count = 0
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.write(json.dumps({"anchor": {"seq": head.anchor_seq,
+                                             "hash": head.anchor_hash}}) + "\n")
+            for event in events.iterator(chunk_size=5000):
+                out.write(json.dumps(event_record(event), ensure_ascii=False,
+                                     separators=(",", ":")) + "\n")
+                count += 1
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+        ChainHead.objects.filter(pk=1).update(anchor_seq=last.seq, anchor_hash=last.hash,
+                                              anchor_file=str(path))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {AuditEvent._meta.db_table} WHERE seq <= %s",
+                           [last.seq])
+        return count, path
+
+
+__all__ = ["GENESIS", "Problem", "Verification", "archive", "verify", "verify_archive"]

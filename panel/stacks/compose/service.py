@@ -1,0 +1,610 @@
+"""One service of a compose file -> a `ServiceSpec`.
+
+Every supported key is read here with its position; what the container spec holds is then
+passed through `panel.workloads.spec.parse_container_request` (the validator the container API
+uses), and its complaints are reported at the compose key they came from."""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from panel.fleet.placement import parse_constraint
+from panel.stacks.compose.errors import Mark
+from panel.stacks.compose.loader import Node
+from panel.stacks.compose.mounts import parse_mounts
+from panel.stacks.compose.ports import Published, parse_ports
+from panel.stacks.compose.spec import (
+    CONTAINER_KEYS,
+    SERVICE_HEALTHY,
+    SERVICE_STARTED,
+    UPDATE_DEFAULTS,
+    NetworkSpec,
+    ServiceSpec,
+    VolumeSpec,
+)
+from panel.stacks.compose.values import (
+    Context,
+    Entry,
+    boolean,
+    check_keys,
+    describe,
+    duration,
+    integer,
+    join,
+    key_values,
+    mapping,
+    string,
+    string_list,
+)
+from panel.workloads.spec import parse_container_request
+from runtime.containers import options as opts
+from runtime.errors import InvalidArgument
+
+SERVICE_KEYS = ("image", "pull_policy", "command", "entrypoint", "environment", "ports",
+                "volumes", "networks", "depends_on", "healthcheck", "restart", "init", "user",
+                "working_dir", "labels", "stop_signal", "stop_grace_period", "hostname",
+                "read_only", "deploy")
+_NO_PRIVILEGE = ("Berth runs every container with its secure defaults and grants no extra "
+                 "privileges, capabilities or devices; remove {key}")
+_NO_NAMESPACE = ("Berth connects services through the stack's networks and never shares host or "
+                 "container namespaces; remove {key} and use networks:")
+_NO_DNS = ("Berth's network DNS resolves service names and aliases; remove {key} (use "
+           "networks: with aliases: for extra names)")
+_NO_TUNING = "{key} is not supported; Berth sets memory, CPU and pids under deploy.resources.limits"
+REFUSED_SERVICE_KEYS: dict[str, str] = {
+    "build": "Berth deploys images; build the image and push it to a registry, then use image:",
+    "container_name": "Berth names each replica after the stack and service; remove "
+                      "container_name (other services reach this one by its service name)",
+    "env_file": "Berth cannot read files next to the compose file; put the variables under "
+                "environment: (values can come from the stack's environment as ${VAR})",
+    "secrets": "compose secrets are files Berth does not mount; pass the value under "
+               "environment: from the stack's environment as ${VAR}",
+    "configs": "compose configs are files Berth does not mount; put the file in the image or "
+               "in a named volume",
+    "links": "services on a shared network reach each other by service name; use networks: "
+             "(with aliases: for other names)",
+    "external_links": "use a shared external network (networks: with external: true) instead",
+    "volumes_from": "share a named volume between the services instead (volumes: NAME:/path "
+                    "in each)",
+    "logging": "Berth keeps every container's log itself (stack page, API and CLI); remove "
+               "logging",
+    "mem_limit": "use deploy.resources.limits.memory",
+    "memswap_limit": "swap limits are not supported; use deploy.resources.limits.memory",
+    "cpus": "use deploy.resources.limits.cpus",
+    "pids_limit": "use deploy.resources.limits.pids",
+    "mem_reservation": "Berth places by memory limit; use deploy.resources.limits.memory",
+    "scale": "use deploy.replicas",
+    "expose": "containers on one stack network reach every port of each other already; "
+              "remove expose (use ports: to publish a port on the host)",
+    "profiles": "Berth deploys every service of a stack; remove profiles (or split the stack)",
+    "extends": "extends reads other files; reuse settings with an x- field, an anchor and "
+               "`<<: *anchor` instead",
+    "tty": "Berth runs services detached, without a terminal; remove tty",
+    "stdin_open": "Berth runs services detached, without stdin; remove stdin_open",
+    "platform": "Berth runs images built for the host's architecture; remove platform",
+    "tmpfs": "tmpfs mounts are not supported; use a named volume",
+    "ulimits": "Berth applies its own resource limits; use deploy.resources.limits",
+    "sysctls": "kernel parameters cannot be set per container in Berth; remove sysctls",
+    "shm_size": "the shared memory size is fixed in Berth; remove shm_size",
+    "group_add": "set the user and group with user: UID:GID",
+    "annotations": "use labels:",
+    "runtime": "Berth picks the OCI runtime per host; remove runtime",
+    "isolation": "Windows isolation is not supported; remove isolation",
+    "develop": "compose watch is a development feature; remove develop",
+    "attach": "Berth keeps logs of every service; remove attach",
+    "post_start": "lifecycle hooks are not supported; run the step in the entrypoint",
+    "pre_stop": "lifecycle hooks are not supported; handle stop_signal in the application",
+    "gpus": "GPUs are not supported",
+    "credential_spec": "credential specs are a Windows feature; not supported",
+}
+for _key in ("privileged", "cap_add", "cap_drop", "security_opt", "devices",
+             "device_cgroup_rules", "userns_mode", "oom_kill_disable", "oom_score_adj",
+             "cgroup_parent", "cgroup"):
+    REFUSED_SERVICE_KEYS[_key] = _NO_PRIVILEGE.format(key=_key)
+for _key in ("network_mode", "pid", "ipc", "uts", "net"):
+    REFUSED_SERVICE_KEYS[_key] = _NO_NAMESPACE.format(key=_key)
+for _key in ("dns", "dns_search", "dns_opt", "extra_hosts", "domainname", "mac_address"):
+    REFUSED_SERVICE_KEYS[_key] = _NO_DNS.format(key=_key)
+for _key in ("cpu_count", "cpu_percent", "cpu_shares", "cpu_period", "cpu_quota",
+             "cpu_rt_runtime", "cpu_rt_period", "cpuset", "blkio_config", "mem_swappiness",
+             "storage_opt"):
+    REFUSED_SERVICE_KEYS[_key] = _NO_TUNING.format(key=_key)
+
+HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period", "disable")
+HEALTH_REFUSED = {"start_interval": "start_interval is not supported; Berth probes every "
+                                    "interval: from the start"}
+DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "update_config")
+DEPLOY_REFUSED = {
+    "restart_policy": "use the service's restart: (no, always, on-failure[:N], unless-stopped)",
+    "rollback_config": "Berth rolls back to the previous revision; set "
+                       "update_config.failure_action: rollback",
+    "labels": "use the service's labels:",
+    "endpoint_mode": "replicas share the service name and published ports; remove "
+                     "endpoint_mode",
+}
+UPDATE_KEYS = ("parallelism", "delay", "order", "failure_action", "monitor")
+UPDATE_REFUSED = {"max_failure_ratio": "a rollout stops at the first replica that fails; "
+                                       "remove max_failure_ratio"}
+ORDERS = ("start-first", "stop-first")
+FAILURE_ACTIONS = ("rollback", "pause", "continue")
+PULL_POLICIES = {"missing": True, "if_not_present": True, "never": False}
+CONDITIONS = (SERVICE_STARTED, SERVICE_HEALTHY)
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+                       r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*")
+
+
+@dataclass
+class Dependency:
+    condition: str
+    path: str
+    mark: Mark
+
+
+@dataclass
+class ParsedService:
+    """A service's spec plus what the stack-wide checks need (positions of its references)."""
+
+    spec: ServiceSpec
+    dependencies: dict[str, Dependency] = field(default_factory=dict)
+    published: list[Published] = field(default_factory=list)
+    networks_used: set[str] = field(default_factory=set)
+    volumes_used: set[str] = field(default_factory=set)
+    has_healthcheck: bool = False
+
+
+@dataclass
+class StackRefs:
+    """What a service may refer to: declared volumes and networks (by compose key)."""
+
+    volumes: Mapping[str, VolumeSpec]
+    networks: Mapping[str, NetworkSpec]
+    default_network: str  # the real name of the `default` network
+
+
+class _Request:
+    """The input of parse_container_request, and where each of its fields came from."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.origin: dict[str, tuple[str, Node]] = {}
+        self.entries: dict[str, list[Entry]] = {}
+
+    def set(self, name: str, value: Any, path: str, node: Node) -> None:
+        self.data[name] = value
+        self.origin[name] = (path, node)
+
+
+def _command(ctx: Context, node: Node, path: str, allow_null: bool) -> list[str] | None:
+    """`command`/`entrypoint`: a list, or a string split as a shell would (quotes kept)."""
+    if node.value is None and allow_null:
+        return None
+    if isinstance(node.value, str):
+        try:
+            return shlex.split(node.value)
+        except ValueError as exc:
+            ctx.error(path, node.mark, f"cannot split {node.value!r} into words ({exc}); "
+                                       'use a list such as ["sh", "-c", "…"]')
+            return None
+    return string_list(ctx, node, path, '["sleep", "60"]')
+
+
+def _environment(ctx: Context, node: Node, path: str, request: _Request) -> None:
+    entries = key_values(ctx, node, path, "NAME")
+    if entries is None:
+        return
+    env: dict[str, str] = {}
+    for entry in entries:
+        if entry.value is not None:
+            env[entry.key] = entry.value
+        elif entry.key in ctx.environment:  # a bare NAME takes the stack's value, as in compose
+            env[entry.key] = str(ctx.environment[entry.key])
+    request.set("env", dict(sorted(env.items())), path, node)
+    request.entries["env"] = entries
+
+
+def _labels(ctx: Context, node: Node, path: str, request: _Request) -> None:
+    entries = key_values(ctx, node, path, "KEY")
+    if entries is None:
+        return
+    labels = {entry.key: entry.value or "" for entry in entries}
+    request.set("labels", dict(sorted(labels.items())), path, node)
+    request.entries["labels"] = entries
+
+
+def _healthcheck(ctx: Context, node: Node, path: str) -> tuple[dict[str, Any] | None, bool]:
+    """The healthcheck input of parse_healthcheck, and whether it probes anything."""
+    fields = mapping(ctx, node, path, 'test: ["CMD", "true"]')
+    if fields is None:
+        return None, False
+    check_keys(ctx, node, path, HEALTH_KEYS, HEALTH_REFUSED)
+    result: dict[str, Any] = {}
+    disabled = False
+    if "disable" in fields:
+        disabled = bool(boolean(ctx, fields["disable"], join(path, "disable")))
+    if disabled:
+        if "test" in fields:
+            ctx.error(join(path, "disable"), node.key_mark("disable"),
+                      "disable: true and test: contradict each other; keep one")
+        return {"test": ["NONE"]}, False
+    if "test" not in fields:
+        ctx.error(path, node.mark, 'test: is required: the probe command, e.g. test: ["CMD", '
+                                   '"wget", "-q", "--spider", "http://localhost/"] (Berth does '
+                                   "not read the image's HEALTHCHECK), or disable: true")
+        return None, False
+    test_node = fields["test"]
+    test_path = join(path, "test")
+    if isinstance(test_node.value, str):
+        if not test_node.value.strip():
+            ctx.error(test_path, test_node.mark, "must not be empty")
+            return None, False
+        result["test"] = ["CMD-SHELL", test_node.value]
+    else:
+        test = string_list(ctx, test_node, test_path, '["CMD", "pg_isready"]')
+        if test is None:
+            return None, False
+        kind, args = (test[0], test[1:]) if test else ("", [])
+        if kind not in ("CMD", "CMD-SHELL", "NONE") or (kind == "CMD" and not args) or (
+                kind == "CMD-SHELL" and len(args) != 1) or (kind == "NONE" and args):
+            ctx.error(test_path, test_node.mark, 'must be a command string, or a list "CMD", '
+                      'then the program and its arguments, or "CMD-SHELL" and one shell '
+                      'command, or just "NONE"')
+            return None, False
+        result["test"] = test
+    for key in ("interval", "timeout", "start_period"):
+        if key in fields and duration(ctx, fields[key], join(path, key)) is not None:
+            result[key] = fields[key].value
+    if "retries" in fields:
+        retries = integer(ctx, fields["retries"], join(path, "retries"), minimum=0)
+        if retries is not None:
+            result["retries"] = retries
+    return result, result["test"] != ["NONE"]
+
+
+def _constraints(ctx: Context, node: Node, path: str) -> list[str]:
+    texts = string_list(ctx, node, path, '["node.labels.zone==eu"]')
+    result: list[str] = []
+    for index, text in enumerate(texts or []):
+        item_path, mark = join(path, index), node.value[index].mark
+        try:
+            constraint = parse_constraint(text)
+        except ValueError as exc:
+            ctx.error(item_path, mark, f"{exc} (or node.labels.KEY==VALUE)")
+            continue
+        label = constraint.label
+        if label.startswith("node.labels."):
+            label = label.removeprefix("node.labels.")
+        elif label.startswith(("node.", "engine.")):
+            ctx.error(item_path, mark, f"{text!r}: Berth places by host labels only; use "
+                                       "node.labels.KEY==VALUE or KEY==VALUE")
+            continue
+        result.append(f"{label}{constraint.operator}{constraint.value}")
+    return result
+
+
+def _update_config(ctx: Context, node: Node, path: str) -> dict[str, Any]:
+    config = dict(UPDATE_DEFAULTS)
+    fields = mapping(ctx, node, path, "{parallelism: 1, order: start-first}")
+    if fields is None:
+        return config
+    check_keys(ctx, node, path, UPDATE_KEYS, UPDATE_REFUSED)
+    if "parallelism" in fields:
+        parallelism = integer(ctx, fields["parallelism"], join(path, "parallelism"), minimum=0)
+        if parallelism is not None:
+            config["parallelism"] = parallelism
+    for key in ("delay", "monitor"):
+        if key in fields:
+            value = duration(ctx, fields[key], join(path, key))
+            config[key] = config[key] if value is None else value
+    for key, allowed in (("order", ORDERS), ("failure_action", FAILURE_ACTIONS)):
+        if key in fields:
+            item = fields[key]
+            if item.value in allowed:
+                config[key] = item.value
+            else:
+                ctx.error(join(path, key), item.mark, f"must be {' or '.join(allowed)}, not "
+                                                      f"{describe(item.value)}")
+    return config
+
+
+def _limits(ctx: Context, node: Node, path: str, request: _Request,
+            container: dict[str, Any]) -> None:
+    fields = mapping(ctx, node, path, "{cpus: 0.5, memory: 256m, pids: 100}")
+    if fields is None:
+        return
+    check_keys(ctx, node, path, ("cpus", "memory", "pids"),
+               {"devices": "devices are not supported"})
+    if "cpus" in fields:
+        item = fields["cpus"]
+        if isinstance(item.value, bool) or not isinstance(item.value, int | float | str):
+            ctx.error(join(path, "cpus"), item.mark, f"must be a decimal such as 0.5, not "
+                                                     f"{describe(item.value)}")
+        else:
+            request.set("cpus", item.value, join(path, "cpus"), item)
+    if "memory" in fields:
+        item = fields["memory"]
+        if isinstance(item.value, bool) or not isinstance(item.value, int | str):
+            ctx.error(join(path, "memory"), item.mark, f"must be a size such as 256m or 1g, "
+                                                       f"not {describe(item.value)}")
+        else:
+            request.set("memory", item.value, join(path, "memory"), item)
+    if "pids" in fields:
+        pids = integer(ctx, fields["pids"], join(path, "pids"), minimum=-1)
+        if pids is not None:
+            container["pids_limit"] = opts.parse_pids_limit(pids)
+
+
+def _deploy(ctx: Context, node: Node, path: str, request: _Request, spec: ServiceSpec) -> None:
+    fields = mapping(ctx, node, path, "{replicas: 2}")
+    if fields is None:
+        return
+    check_keys(ctx, node, path, DEPLOY_KEYS, DEPLOY_REFUSED)
+    if "mode" in fields and fields["mode"].value != "replicated":
+        ctx.error(join(path, "mode"), fields["mode"].mark,
+                  "only replicated is supported (deploy.replicas copies, placed on the hosts "
+                  "that fit); global mode is not")
+    if "replicas" in fields:
+        replicas = integer(ctx, fields["replicas"], join(path, "replicas"), minimum=0)
+        spec.replicas = 1 if replicas is None else replicas
+    if "resources" in fields:
+        resources = mapping(ctx, fields["resources"], join(path, "resources"),
+                            "{limits: {memory: 256m}}")
+        if resources is not None:
+            check_keys(ctx, fields["resources"], join(path, "resources"), ("limits",),
+                       {"reservations": "Berth places by memory limit; use "
+                                        "deploy.resources.limits"})
+            if "limits" in resources:
+                _limits(ctx, resources["limits"], join(path, "resources.limits"), request,
+                        spec.container)
+    if "placement" in fields:
+        placement = mapping(ctx, fields["placement"], join(path, "placement"),
+                            '{constraints: ["node.labels.zone==eu"]}')
+        if placement is not None:
+            check_keys(ctx, fields["placement"], join(path, "placement"), ("constraints",), {
+                "preferences": "placement preferences are not supported; use constraints",
+                "max_replicas_per_node": "not supported; Berth spreads replicas over the "
+                                         "hosts that fit"})
+            if "constraints" in placement:
+                constraint_path = join(path, "placement.constraints")
+                request.set("constraints", _constraints(ctx, placement["constraints"],
+                                                        constraint_path),
+                            constraint_path, placement["constraints"])
+    if "update_config" in fields:
+        spec.update_config = _update_config(ctx, fields["update_config"],
+                                            join(path, "update_config"))
+
+
+def _networks(ctx: Context, node: Node, path: str, refs: StackRefs, parsed: ParsedService,
+              request: _Request) -> None:
+    names: list[str] = []
+    aliases: dict[str, list[str]] = {}
+    if node.is_seq:
+        for index, item in enumerate(node.value):
+            name = string(ctx, item, join(path, index), empty=False)
+            if name is None:
+                continue
+            if name in names:
+                ctx.error(join(path, index), item.mark, f"network {name!r} is listed twice")
+                continue
+            names.append(name)
+    elif node.is_map:
+        for name, options in node.value.items():
+            names.append(name)
+            option_path = join(path, name)
+            fields = mapping(ctx, options, option_path, "{aliases: [db]}", null_is_empty=True)
+            if not fields:
+                continue
+            check_keys(ctx, options, option_path, ("aliases",), {
+                "ipv4_address": "Berth assigns addresses (replicas cannot share one); reach "
+                                "the service by name or alias instead",
+                "ipv6_address": "IPv6 is not supported; reach the service by name or alias",
+                "priority": "remove priority: the first network listed is the default route",
+            })
+            if "aliases" in fields:
+                listed = string_list(ctx, fields["aliases"], join(option_path, "aliases"),
+                                     '["db"]') or []
+                for index, alias in enumerate(listed):
+                    if not _HOSTNAME.fullmatch(alias):
+                        ctx.error(join(option_path, f"aliases[{index}]"),
+                                  fields["aliases"].value[index].mark,
+                                  f"{alias!r} is not a valid DNS name (letters, digits, '-' "
+                                  "and '.')")
+                aliases[name] = sorted(set(listed))
+    else:
+        ctx.error(path, node.mark, f"must be a list of network names or a mapping of names to "
+                                   f"{{aliases: […]}}, not {describe(node.plain())}")
+        return
+    real: list[str] = []
+    for index, name in enumerate(names):
+        mark = node.value[index].mark if node.is_seq else node.key_mark(name)
+        item_path = join(path, index) if node.is_seq else join(path, name)
+        if name == "default":
+            real.append(refs.default_network)
+        elif name in refs.networks:
+            real.append(refs.networks[name].name)
+        else:
+            known = ", ".join(sorted(refs.networks)) or "none"
+            ctx.error(item_path, mark, f"undefined network {name!r}: declare it under the "
+                                       f"top-level networks: (declared: {known})")
+            continue
+        parsed.networks_used.add(name)
+        if aliases.get(name):
+            parsed.spec.aliases[real[-1]] = aliases[name]
+    request.set("networks", real, path, node)
+
+
+def _depends_on(ctx: Context, node: Node, path: str, parsed: ParsedService) -> None:
+    if node.is_seq:
+        for index, item in enumerate(node.value):
+            name = string(ctx, item, join(path, index), empty=False)
+            if name is not None:
+                parsed.dependencies[name] = Dependency(SERVICE_STARTED, join(path, index),
+                                                       item.mark)
+        return
+    if not node.is_map:
+        ctx.error(path, node.mark, f"must be a list of services or a mapping of services to "
+                                   f"{{condition: …}}, not {describe(node.plain())}")
+        return
+    for name, options in node.value.items():
+        item_path = join(path, name)
+        condition = SERVICE_STARTED
+        fields = mapping(ctx, options, item_path, "{condition: service_healthy}",
+                         null_is_empty=True)
+        if fields:
+            check_keys(ctx, options, item_path, ("condition",), {
+                "restart": "restart is not supported; Berth restarts nothing for a dependency",
+                "required": "every dependency is required in Berth; remove required"})
+            if "condition" in fields:
+                item = fields["condition"]
+                if item.value in CONDITIONS:
+                    condition = item.value
+                else:
+                    advice = " (one-off jobs are not supported)" \
+                        if item.value == "service_completed_successfully" else ""
+                    ctx.error(join(item_path, "condition"), item.mark,
+                              f"must be service_started or service_healthy, not "
+                              f"{describe(item.value)}{advice}")
+        parsed.dependencies[name] = Dependency(condition, item_path, node.key_mark(name))
+
+
+def _scalar_fields(ctx: Context, fields: dict[str, Node], path: str,
+                   container: dict[str, Any]) -> None:
+    """user, working_dir, hostname, read_only, stop_signal, stop_grace_period."""
+    if "user" in fields:
+        user = string(ctx, fields["user"], join(path, "user"), numbers=True, empty=False)
+        if user is not None and any(c.isspace() for c in user):
+            ctx.error(join(path, "user"), fields["user"].mark, "must be USER, UID or UID:GID")
+        else:
+            container["user"] = user
+    if "working_dir" in fields:
+        workdir = string(ctx, fields["working_dir"], join(path, "working_dir"), empty=False)
+        if workdir is not None and (not workdir.startswith("/") or ".." in workdir.split("/")):
+            ctx.error(join(path, "working_dir"), fields["working_dir"].mark,
+                      f"{workdir!r} must be an absolute path without '..'")
+        else:
+            container["workdir"] = workdir
+    if "hostname" in fields:
+        hostname = string(ctx, fields["hostname"], join(path, "hostname"))
+        if hostname is not None and not _HOSTNAME.fullmatch(hostname):
+            ctx.error(join(path, "hostname"), fields["hostname"].mark,
+                      f"{hostname!r} is not a valid host name (letters, digits, '-' and '.')")
+        else:
+            container["hostname"] = hostname
+    if "read_only" in fields:
+        container["read_only"] = bool(boolean(ctx, fields["read_only"], join(path, "read_only")))
+    if "stop_signal" in fields:
+        item = fields["stop_signal"]
+        text = string(ctx, item, join(path, "stop_signal"), numbers=True, empty=False)
+        if text is not None:
+            try:
+                container["stop_signal"] = signal.Signals(opts.parse_signal(text)).name
+            except (InvalidArgument, ValueError) as exc:
+                ctx.error(join(path, "stop_signal"), item.mark, str(exc))
+    if "stop_grace_period" in fields:
+        grace = duration(ctx, fields["stop_grace_period"], join(path, "stop_grace_period"))
+        if grace is not None:
+            container["stop_timeout"] = math.ceil(grace / 1_000_000_000)
+
+
+def _report(ctx: Context, request: _Request, errors: Mapping[str, list[str]], path: str,
+            node: Node) -> None:
+    """parse_container_request's complaints, at the compose key each field came from."""
+    for name, messages in errors.items():
+        field_path, field_node = request.origin.get(name, (path, node))
+        for message in messages:
+            mark = field_node.mark
+            entry_path = field_path
+            for entry in request.entries.get(name, []):
+                if message.startswith(repr(entry.key)):
+                    entry_path, mark = entry.path, entry.mark
+                    break
+            ctx.error(entry_path, mark, message)
+
+
+def parse_service(ctx: Context, name: str, node: Node, path: str, refs: StackRefs,
+                  key_mark: Mark) -> ParsedService | None:
+    """The spec of service `name`, or None when its definition is not even a mapping."""
+    fields = mapping(ctx, node, path, "{image: nginx:1.27}")
+    if fields is None:
+        return None
+    check_keys(ctx, node, path, SERVICE_KEYS, REFUSED_SERVICE_KEYS)
+    container: dict[str, Any] = dict.fromkeys(CONTAINER_KEYS)
+    spec = ServiceSpec(name=name, container=container)
+    parsed = ParsedService(spec=spec)
+    request = _Request()
+    if "image" not in fields:
+        advice = " (build: is not supported: push the image to a registry)" \
+            if "build" in fields else ""
+        ctx.error(path, key_mark, "image: is required: Berth deploys images, e.g. image: "
+                                  f"nginx:1.27{advice}")
+    else:
+        image = string(ctx, fields["image"], join(path, "image"), empty=False)
+        if image is not None:
+            request.set("image", image, join(path, "image"), fields["image"])
+    request.data["pull"] = True
+    if "pull_policy" in fields:
+        item = fields["pull_policy"]
+        if isinstance(item.value, str) and item.value in PULL_POLICIES:
+            request.data["pull"] = PULL_POLICIES[item.value]
+        else:
+            ctx.error(join(path, "pull_policy"), item.mark, f"must be missing or never, not "
+                      f"{describe(item.value)} (Berth pulls an image a host lacks and shows "
+                      "\"update available\" when its tag moves)")
+    for key, allow_null in (("command", False), ("entrypoint", True)):
+        if key in fields:
+            words = _command(ctx, fields[key], join(path, key), allow_null)
+            if words is not None:
+                request.set(key, words, join(path, key), fields[key])
+    if "environment" in fields:
+        _environment(ctx, fields["environment"], join(path, "environment"), request)
+    if "labels" in fields:
+        _labels(ctx, fields["labels"], join(path, "labels"), request)
+    if "ports" in fields:
+        ports, parsed.published = parse_ports(ctx, fields["ports"], join(path, "ports"))
+        request.set("ports", ports, join(path, "ports"), fields["ports"])
+    mounts: list[str] = []
+    if "volumes" in fields:
+        mounts = parse_mounts(ctx, fields["volumes"], join(path, "volumes"), refs.volumes,
+                              parsed.volumes_used)
+        # parse_container_request refuses bind mounts outright; they were checked above
+        request.set("volumes", [m for m in mounts if not m.startswith("/") or ":" not in m],
+                    join(path, "volumes"), fields["volumes"])
+    if "networks" in fields:
+        _networks(ctx, fields["networks"], join(path, "networks"), refs, parsed, request)
+    else:
+        parsed.networks_used.add("default")
+        request.data["networks"] = [refs.default_network]
+    if "depends_on" in fields:
+        _depends_on(ctx, fields["depends_on"], join(path, "depends_on"), parsed)
+    if "healthcheck" in fields:
+        health, parsed.has_healthcheck = _healthcheck(ctx, fields["healthcheck"],
+                                                      join(path, "healthcheck"))
+        if health is not None:
+            request.set("healthcheck", health, join(path, "healthcheck"), fields["healthcheck"])
+    if "restart" in fields:
+        restart = string(ctx, fields["restart"], join(path, "restart"), empty=False)
+        if restart is not None:
+            request.set("restart", restart, join(path, "restart"), fields["restart"])
+    if "init" in fields:
+        init = boolean(ctx, fields["init"], join(path, "init"))
+        if init is not None:
+            request.set("init", init, join(path, "init"), fields["init"])
+    _scalar_fields(ctx, fields, path, container)
+    if "deploy" in fields:
+        _deploy(ctx, fields["deploy"], join(path, "deploy"), request, spec)
+
+    normalised, errors = parse_container_request(request.data)
+    if "image" not in request.data:
+        errors.pop("image", None)  # missing or not a string: reported above
+    _report(ctx, request, errors, path, node)
+    for key in CONTAINER_KEYS:
+        if key in normalised:
+            container[key] = normalised[key]
+    container["volumes"] = mounts
+    container["read_only"] = bool(container["read_only"])
+    return parsed
