@@ -13,9 +13,15 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from django.db import OperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
 
 app = Celery("panel")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# SQLite allows one writer at a time; a report that meets a locked database is retried with
+# back-off rather than lost (tasks are acknowledged once they return).
+REPORT_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 0.2,
+                "retry_backoff_max": 5, "retry_jitter": True, "max_retries": 10}

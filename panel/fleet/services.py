@@ -16,6 +16,7 @@ from django.utils import timezone
 from panel.audit.services import Actor, record_event
 from panel.fleet.dispatch import send_on_commit
 from panel.fleet.models import DOWN, UP, Host
+from panel.live.emit import emit_host
 from runtime.containers.options import NAME_PATTERN
 
 
@@ -80,6 +81,8 @@ def _record_heartbeat(actor: Actor, host_name: str, fields: dict[str, Any],
         setattr(host, key, value)
     host.status, host.down_since, host.last_heartbeat = UP, None, now
     host.save()
+    if was_down:
+        emit_host(host)  # to browsers, on commit
     return host
 
 
@@ -99,5 +102,6 @@ def check_hosts(actor: Actor, now: datetime | None = None) -> list[Host]:
                          last_heartbeat=host.last_heartbeat.isoformat()
                          if host.last_heartbeat else None)
             host.status, host.down_since = DOWN, now
+            emit_host(host)  # to browsers, on commit
             marked.append(host)
     return marked

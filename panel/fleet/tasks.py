@@ -6,15 +6,15 @@ import logging
 from typing import Any
 
 from panel.audit.services import Actor
-from panel.celery import app
+from panel.celery import REPORT_RETRY, app
 from panel.fleet import services
 from runtime.protocol import control_task
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name=control_task("heartbeat"), ignore_result=True)
-def heartbeat(host: str, inventory: dict[str, Any]) -> None:
+@app.task(name=control_task("heartbeat"), ignore_result=True, **REPORT_RETRY)
+def heartbeat(host: str, inventory: dict[str, Any], **_extra: Any) -> None:
     """An agent's heartbeat with its inventory."""
     try:
         services.record_heartbeat(Actor.agent(str(host)), host, inventory)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from panel.audit.services import Actor, record_event
 from panel.fleet.dispatch import send_on_commit
 from panel.fleet.models import Host
+from panel.live.emit import emit_container, emit_operation
 from panel.workloads.models import Container, Image, Network, Operation, Volume
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def _apply_state(actor: Actor, host: Host, state: dict[str, Any], event: str,
         return "stale"
     for field, value in values.items():
         setattr(container, field, value)
+    emit_container(container)  # to browsers, on commit
     after = _observed(container)
     if after != before:
         action = f"container.{event}" if event else "container.observed"
@@ -232,8 +234,8 @@ def _sync_hosts(model: Any, key: str, host: Host, present: set[str]) -> None:
 def record_operation_progress(actor: Actor, operation_id: str, status: str,
                               progress: float | int | None = None, message: str = "",
                               result: Any = None) -> Operation | None:
-    """Progress of an operation. `progress` is a percentage (0..100, the protocol) or a ratio;
-    a finished operation never changes again and progress never goes down."""
+    """Progress of an operation. `progress` is a percentage (0..100, the protocol); a finished
+    operation never changes again and progress never goes down."""
     if status not in dict(Operation.STATUSES):
         log.warning("operation %s: unknown status %r dropped", operation_id, status)
         return None
@@ -243,8 +245,7 @@ def record_operation_progress(actor: Actor, operation_id: str, status: str,
         return operation
     if status == Operation.PENDING and operation.status == Operation.RUNNING:
         return operation
-    ratio = float(progress or 0)
-    ratio = ratio / 100 if ratio > 1 else ratio
+    ratio = float(progress or 0) / 100
     if status == Operation.SUCCEEDED:
         ratio = 1.0
     operation.status = status
@@ -253,6 +254,7 @@ def record_operation_progress(actor: Actor, operation_id: str, status: str,
     if result is not None:
         operation.result = result
     operation.save()
+    emit_operation(operation)  # to browsers, on commit
     if status in Operation.FINISHED:
         record_event(actor, f"operation.{status}", operation, target_name=operation.kind,
                      kind=operation.kind, on=f"{operation.target_type}:"

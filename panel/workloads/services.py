@@ -17,6 +17,7 @@ from panel.audit.services import Actor, record_event
 from panel.fleet.dispatch import send_on_commit
 from panel.fleet.models import Host
 from panel.fleet.placement import NoHostFits, PlacementRequest, choose_host, parse_constraint
+from panel.live.emit import emit_container, emit_operation
 from panel.workloads.models import (
     ACTIVE_STATUSES,
     RUNNING,
@@ -86,12 +87,16 @@ def start_operation(actor: Actor, kind: str, target: Any, host_name: str = "",
                     status: str = Operation.PENDING, message: str = "") -> Operation:
     """A new operation row for `kind` on `target` (inside the caller's transaction)."""
     project = getattr(target, "project", None)
-    return Operation.objects.create(
+    operation = Operation.objects.create(
         kind=kind, project=project if isinstance(project, Project) else None,
         target_type=target._meta.model_name, target_id=str(target.pk),
         target_name=str(getattr(target, "name", "")), host_name=host_name,
         actor_name=actor.name, status=status, message=message,
         progress=1.0 if status == Operation.SUCCEEDED else 0.0)
+    emit_operation(operation)  # to browsers, on commit
+    if isinstance(target, Container):
+        emit_container(target)
+    return operation
 
 
 def send_apply(container: Container, operation: Operation | None) -> None:

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from panel.audit.services import Actor
-from panel.celery import app
+from panel.celery import REPORT_RETRY, app
 from panel.workloads import reconcile as reconciliation
 from panel.workloads import reports
 from runtime.protocol import control_task
@@ -17,21 +17,21 @@ from runtime.protocol import control_task
 log = logging.getLogger(__name__)
 
 
-@app.task(name=control_task("container_event"), ignore_result=True)
+@app.task(name=control_task("container_event"), ignore_result=True, **REPORT_RETRY)
 def container_event(host: str, uid: str, event: str, state: dict[str, Any],
                     **_extra: Any) -> None:
     """A state change of one container on `host`."""
     reports.record_container_event(Actor.agent(host), host, uid, event, state)
 
 
-@app.task(name=control_task("snapshot"), ignore_result=True)
+@app.task(name=control_task("snapshot"), ignore_result=True, **REPORT_RETRY)
 def snapshot(host: str, containers: list[dict[str, Any]], images: list | None = None,
              volumes: list | None = None, networks: list | None = None, **_extra: Any) -> None:
     """Everything `host` holds."""
     reports.record_snapshot(Actor.agent(host), host, containers, images, volumes, networks)
 
 
-@app.task(name=control_task("operation_progress"), ignore_result=True)
+@app.task(name=control_task("operation_progress"), ignore_result=True, **REPORT_RETRY)
 def operation_progress(operation_id: str, status: str, progress: float | None = None,
                        message: str = "", result: Any = None, **_extra: Any) -> None:
     """Progress or outcome of an operation an agent works on."""

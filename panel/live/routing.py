@@ -1,0 +1,9 @@
+from django.urls import path
+
+from panel.live import consumers
+
+websocket_urlpatterns = [
+    path("ws/events/", consumers.EventsConsumer.as_asgi()),
+    path("ws/containers/<int:container_id>/logs/", consumers.LogsConsumer.as_asgi()),
+    path("ws/containers/<int:container_id>/stats/", consumers.StatsConsumer.as_asgi()),
+]
