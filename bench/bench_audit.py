@@ -23,7 +23,7 @@ STARTS = int(os.environ.get("BERTH_BENCH_AUDIT_STARTS", "300"))
 
 def _django(state_dir: str, redis_url: str) -> None:
     os.environ.update({"DJANGO_SETTINGS_MODULE": "panel.settings", "BERTH_STATE_DIR": state_dir,
-                       "REDIS_URL": redis_url})
+                       "REDIS_URL": redis_url, "BERTH_ALLOWED_HOSTS": "testserver"})
     os.environ.pop("DATABASE_URL", None)
     sys.path.insert(0, str(REPO))
     import django

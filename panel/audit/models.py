@@ -32,7 +32,14 @@ class ImmutableEvent(Exception):
     """Raised on any attempt to change or delete an audit event through the app."""
 
 
-def _time_text(moment: datetime) -> str:
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def time_text(moment: datetime | str) -> str:
+    """The hashed form of a time: UTC with microseconds, "2026-11-28T14:02:00.000000Z". Also
+    accepts SQLite's stored text ("2026-11-28 14:02:00[.ffffff]", UTC), read without parsing."""
+    if isinstance(moment, str):
+        return moment.replace(" ", "T", 1) + ("Z" if "." in moment else ".000000Z")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -40,8 +47,8 @@ def canonical_bytes(values: tuple[Any, ...] | list[Any]) -> bytes:
     """The hashed form of an event: its HASHED_FIELDS values as a compact JSON array (JSON
     escaping makes the field boundaries unambiguous)."""
     values = list(values)
-    values[2] = _time_text(values[2]) if isinstance(values[2], datetime) else values[2]
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
+    values[2] = time_text(values[2])
+    return _ENCODER.encode(values).encode()
 
 
 def event_hash(values: tuple[Any, ...] | list[Any]) -> str:

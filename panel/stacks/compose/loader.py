@@ -220,8 +220,15 @@ def load(text: str) -> Node:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise ComposeError([Issue(line, column, "", f"malformed YAML: {problem}")]) from None
+        message = f"malformed YAML: {exc.problem or exc.context}"
+        if exc.context and exc.problem:
+            message += f" ({exc.context}"
+            if exc.context_mark and mark and exc.context_mark.line != mark.line:
+                message += f" that starts at line {exc.context_mark.line + 1}"
+            message += ")"
+        if "'\\t'" in message:
+            message += "; indent with spaces, not tabs"
+        raise ComposeError([Issue(line, column, "", message)]) from None
     except yaml.YAMLError as exc:  # e.g. a character YAML does not allow
         raise ComposeError([Issue(1, 1, "", f"malformed YAML: {exc}")]) from None
     if root is None:

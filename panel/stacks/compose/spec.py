@@ -35,7 +35,9 @@ class ServiceSpec:
     replicas: int = 1
     update_config: dict[str, Any] = field(default_factory=lambda: dict(UPDATE_DEFAULTS))
     depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
-    aliases: dict[str, list[str]] = field(default_factory=dict)  # network name -> DNS aliases
+    # network name -> extra DNS names from the file; the service name itself is always an alias
+    # on each of its networks and is not listed
+    aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,6 +22,8 @@ CASES = [
           web:
             image: "nginx
         """, "", 4, 1, "malformed YAML"),
+    ("tab_indentation", "services:\n  web:\n\timage: nginx\n", "", 3, 1,
+     "indent with spaces, not tabs"),
     ("duplicate_key", """\
         services:
           web:

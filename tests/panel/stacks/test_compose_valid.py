@@ -161,12 +161,13 @@ def test_interpolation_fills_values_and_casts_numbers() -> None:
 
 def test_bind_mounts_only_for_platform_admins() -> None:
     spec = load_case("bind_mounts.yml")
+    assert spec.services["agent"].container["entrypoint"] == ["/agent", "--host-root", "/host"]
     assert spec.services["agent"].container["volumes"] == [
         "/var/log:/host/log:ro", "/etc/hostname:/host/hostname:ro"]
     with pytest.raises(ComposeError) as caught:
         load_case("bind_mounts.yml", allow_bind_mounts=False)
     assert [(e["path"], e["line"]) for e in caught.value.errors] == [
-        ("services.agent.volumes[0]", 5), ("services.agent.volumes[1]", 6)]
+        ("services.agent.volumes[0]", 6), ("services.agent.volumes[1]", 7)]
     assert all("platform admins only" in e["message"] for e in caught.value.errors)
 
 

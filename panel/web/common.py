@@ -1,0 +1,66 @@
+"""What every dashboard view shares: sign-in check, the acting person, object lookup through
+the access policy (404 outside the user's teams), and turning service errors into messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.utils.http import urlencode
+
+from panel.access import policy
+from panel.audit.services import Actor
+
+
+def signed_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Pages for signed-in users only (two-factor verified where required); others are sent
+    to the sign-in page of panel.access."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = request.user
+        ok = user.is_authenticated and user.is_active
+        if ok:
+            from panel.access.services import two_factor_required
+
+            verified = getattr(user, "is_verified", lambda: False)()
+            ok = verified or not two_factor_required(user)
+        if not ok:
+            return HttpResponseRedirect(f"{settings.LOGIN_URL}?"
+                                        f"{urlencode({'next': request.get_full_path()})}")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request, "web")
+
+
+def get_visible(request: HttpRequest, queryset: QuerySet, action: str, **lookup: Any) -> Model:
+    """The object of `queryset` matching `lookup` on which the user may do `action`: 404 when
+    it does not exist or is outside their teams, 403 when they see it but may not act."""
+    obj = get_object_or_404(queryset, **lookup)
+    policy.authorize(request.user, action, obj, actor(request))
+    return obj
+
+
+def error_text(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if isinstance(errors, dict):
+        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+    return str(exc)
+
+
+def human_bytes(value: int | float | None) -> str:
+    size = float(value or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
