@@ -131,6 +131,9 @@ class LogShipper:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock_fd: int | None = None
+        from runtime.agent.transfers import Transfers
+
+        self.transfers = Transfers(host, self.redis, redis_url, host_name)
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -309,8 +312,11 @@ class LogShipper:
                 continue
             try:
                 request = json.loads(item[1])
-                self.send_log(str(request["uid"]), str(request["token"]),
-                              bool(request.get("timestamps")))
+                if request.get("kind", "log") == "log":
+                    self.send_log(str(request["uid"]), str(request["token"]),
+                                  bool(request.get("timestamps")))
+                else:  # files to and from the host (images, volume backups)
+                    self.transfers.handle(request)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("bad download request %r: %s", item[1][:200], exc)
 
