@@ -46,12 +46,18 @@ def _overlay_mounts() -> set[str]:
                 and line.split()[1].startswith(str(TEST_ROOT_PARENT))}
 
 
+# Containers of this session get their own cgroup parent (the runtime reads it from the
+# environment, agents started by tests inherit it), so other sessions' containers stay invisible.
+CGROUP_PARENT = f"berth-test-{TEST_ROOT_PARENT.name}"
+os.environ["BERTH_CGROUP_PARENT"] = CGROUP_PARENT
+
+
 def _berth_cgroups() -> set[str]:
     found = set()
     for base in Path("/sys/fs/cgroup").glob("*"):
-        for candidate in (base / "berth", base):
-            if candidate.is_dir():
-                found |= {str(p) for p in candidate.glob("berth*")}
+        parent = base / CGROUP_PARENT
+        if parent.is_dir():
+            found |= {str(parent)} | {str(p) for p in parent.glob("berth*")}
     return found
 
 

@@ -316,7 +316,8 @@ class LogShipper:
                     self.send_log(str(request["uid"]), str(request["token"]),
                                   bool(request.get("timestamps")))
                 else:  # files to and from the host (images, volume backups)
-                    self.transfers.handle(request)
+                    threading.Thread(target=self.transfers.handle, args=(request,),
+                                     name="berth-transfer", daemon=True).start()
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("bad download request %r: %s", item[1][:200], exc)
 

@@ -669,18 +669,29 @@ class ContainerManager:
 
 
 # -- helpers -------------------------------------------------------------------------------
-CGROUP_PARENT = "berth"
+DEFAULT_CGROUP_PARENT = "berth"
+
+
+def cgroup_parent() -> str:
+    """The cgroup directory all containers go under: `BERTH_CGROUP_PARENT`, default `berth`
+    (like docker's --cgroup-parent; the test suite uses its own so sessions stay apart)."""
+    parent = os.environ.get("BERTH_CGROUP_PARENT", DEFAULT_CGROUP_PARENT)
+    if not parent or not all(c.isalnum() or c in "_.-" for c in parent):
+        raise InvalidArgument(
+            f"BERTH_CGROUP_PARENT={parent!r}: use letters, digits, '_', '.' and '-'")
+    return parent
 
 
 def cgroups_path(container: Container) -> str:
-    """`/berth/berth-<id>` in every hierarchy (cgroupfs driver)."""
-    return f"/{CGROUP_PARENT}/berth-{container.id}"
+    """`/<parent>/berth-<id>` in every hierarchy (cgroupfs driver)."""
+    return f"/{cgroup_parent()}/berth-{container.id}"
 
 
 def remove_empty_cgroup_parents() -> None:
-    """rmdir the shared `berth` cgroup directories once no container uses them."""
+    """rmdir the shared parent cgroup directories once no container uses them."""
     base = Path("/sys/fs/cgroup")
-    candidates = [base / CGROUP_PARENT] + [p / CGROUP_PARENT for p in base.glob("*")]
+    parent = cgroup_parent()
+    candidates = [base / parent] + [p / parent for p in base.glob("*")]
     for candidate in candidates:
         try:
             candidate.rmdir()

@@ -29,10 +29,13 @@ def chain_existing(apps, schema_editor):
         event.details_json = json.dumps(event.details or {}, sort_keys=True, ensure_ascii=False,
                                         separators=(",", ":"), default=str)
         event.source_address = event.source_address or ""
-        values = [getattr(event, f) for f in FIELDS]
+        # The same canonical form as panel.audit.models.canonical_bytes (kept here as it was
+        # when this migration was written).
+        values = [getattr(event, f) for f in FIELDS[:-1]]
         values[2] = values[2].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        event.hash = hashlib.sha256(json.dumps(values, ensure_ascii=False,
-                                               separators=(",", ":")).encode()).hexdigest()
+        text = json.dumps(values, ensure_ascii=False, separators=(",", ":"))[:-1]
+        event.hash = hashlib.sha256(
+            f"{text},{event.details_json}]".encode()).hexdigest()
         event.save()
         previous = event.hash
     Head.objects.update_or_create(pk=1, defaults={"seq": seq, "hash": previous})
