@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from berth_testenv import CGROUP_PARENT, TEST_ROOT_PARENT
 
-# One parent per pytest session, so sessions running side by side never see each other's roots.
-TEST_ROOT_PARENT = Path("/var/tmp/berth-tests") / f"s{os.getpid()}-{uuid.uuid4().hex[:6]}"
 REPO = Path(__file__).resolve().parent.parent
 BERTH_RUNTIME = [sys.executable, "-m", "runtime"]
 
@@ -44,12 +43,6 @@ def _overlay_mounts() -> set[str]:
     with open("/proc/mounts") as f:
         return {line.split()[1] for line in f if line.split()[2] == "overlay"
                 and line.split()[1].startswith(str(TEST_ROOT_PARENT))}
-
-
-# Containers of this session get their own cgroup parent (the runtime reads it from the
-# environment, agents started by tests inherit it), so other sessions' containers stay invisible.
-CGROUP_PARENT = f"berth-test-{TEST_ROOT_PARENT.name}"
-os.environ["BERTH_CGROUP_PARENT"] = CGROUP_PARENT
 
 
 def _berth_cgroups() -> set[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from agent_harness import AgentProcess, ControlSide, HostNamespaces, RedisServer, agent_roots
-from conftest import TEST_ROOT_PARENT
+from berth_testenv import TEST_ROOT_PARENT
 
 __all__ = ["host_namespaces", "redis_server", "control", "roots", "agents", "new_host_name"]
 

@@ -84,7 +84,7 @@ def scratch(workdir: Path) -> Iterator[Path]:
 @pytest.fixture
 def other_store() -> Iterator[ImageStore]:
     """A second fresh runtime root, as on another host."""
-    from conftest import TEST_ROOT_PARENT
+    from berth_testenv import TEST_ROOT_PARENT
 
     root = TEST_ROOT_PARENT / uuid.uuid4().hex[:12]
     root.mkdir(parents=True)
