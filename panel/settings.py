@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "panel.audit",
     "panel.fleet",
     "panel.workloads",
+    "panel.stacks",
     "panel.api",
     "panel.live",
     "panel.web",
@@ -197,6 +198,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": BERTH_RECONCILE_INTERVAL},
     },
     "audit-archive": {"task": "berth.control.audit_archive", "schedule": 3600.0},
+    "stack-images": {"task": "berth.control.stack_check_images", "schedule": 900.0},
 }
 
 CHANNEL_LAYERS = {

@@ -3,7 +3,7 @@ from django.urls import include, path
 from panel import views
 
 urlpatterns = [
-    path("", views.overview, name="overview"),
+    path("", include("panel.web.urls")),  # the dashboard (its overview is "/")
     path("healthz", views.healthz, name="healthz"),
     path("api/", include("panel.api.urls")),
     path("accounts/", include("panel.access.urls")),

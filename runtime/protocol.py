@@ -61,7 +61,11 @@ Agent details (runtime/agent; additions the panel may use or ignore)
 - Every agent task accepts and ignores keyword arguments it does not know; all are sent and
   read as keyword arguments.
 - Optional spec fields: ``stop_timeout`` (s), ``stop_signal``, ``user``, ``workdir``,
-  ``hostname``, ``read_only``, ``pids_limit``; ``registry_credentials`` ({"username",
+  ``hostname``, ``read_only``, ``pids_limit``, ``network_aliases`` (extra DNS names on each of
+  its networks), ``port_group`` (a name, e.g. "<stack>_<service>": containers of one group on a
+  host share their published host ports, and new connections are spread over the members that
+  are healthy — or have no health check — and not being stopped; stored as
+  PORT_GROUP_LABEL); ``registry_credentials`` ({"username",
   "password", "insecure"}) for the pull. ``pull_image``'s ``credentials`` has the same shape.
   ``ensure_network``'s spec: ``name``, ``subnet``, ``gateway``, ``internal``, ``labels``.
   ``container_action`` params also take ``volumes`` (remove: anonymous volumes too, default
@@ -90,6 +94,7 @@ from typing import Any
 CONTROL_QUEUE = "control"
 UID_LABEL = "berth.uid"
 GENERATION_LABEL = "berth.generation"
+PORT_GROUP_LABEL = "berth.port_group"  # the spec's `port_group`, kept on the container
 
 AGENT_TASK_PREFIX = "berth.agent."
 CONTROL_TASK_PREFIX = "berth.control."

@@ -195,7 +195,7 @@ def set_member(actor: Actor, team: Team, username: Any, role: Any) -> Membership
     if user is None:
         errors["username"] = [f"no user named {username!r}: a platform administrator creates "
                               "users (POST /api/v1/users/)"]
-    if errors:
+    if errors or user is None:
         raise ValidationFailed(errors)
     membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
     before = {"role": membership.role} if membership else None

@@ -251,7 +251,7 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         from django_otp import user_has_device
 
-        user = request.user
+        user, token = request.user, token_of(request)
         return Response({
             "id": user.pk, "username": user.get_username(),
             "platform_admin": policy.is_platform_admin(user),
@@ -260,8 +260,7 @@ class MeView(APIView):
                       for m in Membership.objects.filter(user=user).select_related("team")],
             "two_factor": {"enrolled": user_has_device(user, confirmed=True),
                            "required": services.two_factor_required(user)},
-            "token": {"name": token_of(request).name, "read_only": token_of(request).read_only}
-            if token_of(request) else None,
+            "token": {"name": token.name, "read_only": token.read_only} if token else None,
         })
 
 

@@ -21,6 +21,7 @@ urlpatterns = [
     path("v1/me/", access_views.MeView.as_view(), name="me"),
     path("v1/me/totp/", access_views.TotpView.as_view(), name="me-totp"),
     path("v1/me/totp/confirm/", access_views.TotpConfirmView.as_view(), name="me-totp-confirm"),
+    path("v1/", include("panel.stacks.api_urls")),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's script as a file: the CSP allows no inline script.

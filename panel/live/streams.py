@@ -26,7 +26,8 @@ def client() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     found = _clients.get(loop_id)
     if found is None:
-        found = _clients[loop_id] = aioredis.Redis.from_url(settings.REDIS_URL)
+        found = _clients[loop_id] = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=60, health_check_interval=30)
     return found
 
 

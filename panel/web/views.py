@@ -73,7 +73,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     hosts = _hosts_with_status()
     operations = policy.visible(request.user, Operation.objects.all()).order_by(
         "-created_at")[:15]
-    return render(request, "web/overview.html", {
+    return render(request, "overview.html", {
         "hosts_up": sum(h.live_status == UP for h in hosts),
         "hosts_down": sum(h.live_status == DOWN for h in hosts), "hosts": hosts[:12],
         "by_state": sorted(by_state.items(), key=lambda kv: (-kv[1], kv[0])),
@@ -88,8 +88,8 @@ def hosts(request: HttpRequest) -> HttpResponse:
 
 
 @signed_in
-def host_detail(request: HttpRequest, name: str) -> HttpResponse:
-    host = get_visible(request, Host.objects.all(), "host.view", name=name)
+def host_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    host = get_visible(request, Host.objects.all(), "host.view", name=pk)
     host.live_status = host.current_status()
     containers = policy.visible(request.user, Container.objects.filter(host=host))
     return render(request, "web/host.html", {
@@ -165,7 +165,7 @@ def containers_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in BULK_ACTIONS:
         messages.error(request, f"unknown action {action!r}: use {', '.join(BULK_ACTIONS)}")
-        return HttpResponseRedirect(reverse("web:containers"))
+        return HttpResponseRedirect(reverse("web-containers"))
     ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
     who = actor(request)
     done, failed = [], []
@@ -185,7 +185,7 @@ def containers_bulk(request: HttpRequest) -> HttpResponse:
         messages.error(request, line)
     if not ids:
         messages.error(request, "select at least one container")
-    return HttpResponseRedirect(request.POST.get("back") or reverse("web:containers"))
+    return HttpResponseRedirect(request.POST.get("back") or reverse("web-containers"))
 
 
 def _act(who: Any, container: Container, action: str, force: bool = False) -> Operation:
@@ -269,12 +269,12 @@ def container_action(request: HttpRequest, pk: int, action: str) -> HttpResponse
                          force=request.POST.get("force") == "1")
     except (services.Conflict, ValidationFailed) as exc:
         messages.error(request, error_text(exc))
-        return HttpResponseRedirect(reverse("web:container", args=[pk]))
+        return HttpResponseRedirect(reverse("web-container", args=[pk]))
     if action == "remove":
         messages.success(request, f"removing {container.name}")
-        return HttpResponseRedirect(reverse("web:operation", args=[operation.pk]))
+        return HttpResponseRedirect(reverse("web-operation", args=[operation.pk]))
     messages.success(request, f"{action} of {container.name} requested")
-    return HttpResponseRedirect(reverse("web:container", args=[pk]))
+    return HttpResponseRedirect(reverse("web-container", args=[pk]))
 
 
 def _project_choices(request: HttpRequest, action: str) -> list[tuple[str, str]]:
@@ -308,7 +308,11 @@ def container_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             data = form.request_data()
-            if not form.errors:
+            if form.errors:  # show the spec's errors too, so every bad field is named at once
+                from panel.workloads.spec import parse_container_request
+
+                form.show_service_errors(dict(parse_container_request(data)[1]))
+            else:
                 project = _project(request, form.cleaned_data.get("project") or "",
                                    "container.create")
                 try:
@@ -317,6 +321,6 @@ def container_create(request: HttpRequest) -> HttpResponse:
                     form.show_service_errors(exc.errors)
                 else:
                     messages.success(request, f"container {container.name} created")
-                    return HttpResponseRedirect(reverse("web:container", args=[container.pk]))
+                    return HttpResponseRedirect(reverse("web-container", args=[container.pk]))
         status = 400
     return render(request, "web/container_form.html", {"form": form}, status=status)

@@ -117,6 +117,9 @@ class Container(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     init = models.BooleanField(default=False)
     constraints = models.JSONField(default=list, blank=True)
+    # optional agent-protocol fields (runtime/protocol.py): user, workdir, hostname, read_only,
+    # stop_signal, stop_timeout, pids_limit, network_aliases, port_group (stacks set them)
+    options = models.JSONField(default=dict, blank=True)
     requested_host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT,
                                        related_name="pinned_containers")
     desired_state = models.CharField(max_length=8, choices=DESIRED, default=RUNNING,

@@ -51,7 +51,9 @@ def parse_time(text: Any) -> datetime | None:
 
 
 def _stamp(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") if moment else ""
+    # No time sorts before every time ("" would sort after digits: a "created" report without
+    # a start time would then outrank the "started" report that follows it).
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") if moment else "0000-00-00T00:00:00.000000"
 
 
 def observed_key(state: dict[str, Any], status: str | None = None) -> str:

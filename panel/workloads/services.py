@@ -80,6 +80,7 @@ def container_spec(container: Container) -> dict[str, Any]:
         "labels": {**container.labels, UID_LABEL: str(container.uid),
                    GENERATION_LABEL: str(container.generation)},
         "init": container.init,
+        **(container.options or {}),
     }
 
 
@@ -138,8 +139,8 @@ def _names_in_use(model: type, kind: str, names: list[str], errors: Errors, fiel
 # --- containers ---------------------------------------------------------------------------------
 
 @transaction.atomic
-def create_container(actor: Actor, data: dict[str, Any],
-                     project: Project | None = None) -> tuple[Container, Operation]:
+def create_container(actor: Actor, data: dict[str, Any], project: Project | None = None,
+                     options: dict[str, Any] | None = None) -> tuple[Container, Operation]:
     """Validate a create request, place the container in `project` and queue it for its host.
 
     Raises ValidationFailed (nothing written) naming every bad field: unknown image (it must be
@@ -177,7 +178,8 @@ def create_container(actor: Actor, data: dict[str, Any],
     try:
         with transaction.atomic():
             container = Container.objects.create(
-                name=name, project=project, **fields, secrets_encrypted=encrypt_secrets(secrets),
+                name=name, project=project, **fields, options=options or {},
+                secrets_encrypted=encrypt_secrets(secrets),
                 secret_names=sorted(secrets), requested_host=pinned, host=host,
                 desired_state=RUNNING if start else STOPPED, desired_changed_at=now)
     except IntegrityError:
@@ -191,8 +193,9 @@ def create_container(actor: Actor, data: dict[str, Any],
 
 
 def _lock(container: Container) -> Container:
-    return Container.objects.select_for_update(of=("self",)).select_related("host").get(
-        pk=container.pk)
+    # project__team: the audit event copies both, without two more queries.
+    return Container.objects.select_for_update(of=("self",)).select_related(
+        "host", "project__team").get(pk=container.pk)
 
 
 def _set_desired(actor: Actor, container: Container, action: str, desired: str | None,

@@ -13,12 +13,12 @@ from typing import Any
 from runtime.containers.options import HealthOptions, RunOptions
 from runtime.containers.record import Container
 from runtime.errors import InvalidArgument
-from runtime.protocol import GENERATION_LABEL, UID_LABEL
+from runtime.protocol import GENERATION_LABEL, PORT_GROUP_LABEL, UID_LABEL
 
 DESIRED_STATES = ("running", "stopped")
 # Optional spec fields passed straight through to RunOptions when present.
 _PASSTHROUGH = ("user", "workdir", "hostname", "stop_timeout", "stop_signal", "read_only",
-                "pids_limit")
+                "pids_limit", "network_aliases")
 
 
 def validate_spec(spec: Any) -> dict[str, Any]:
@@ -63,6 +63,8 @@ def run_options(spec: dict[str, Any]) -> RunOptions:
     labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
     labels[UID_LABEL] = spec["uid"]
     labels[GENERATION_LABEL] = str(generation_of(spec))
+    if spec.get("port_group"):
+        labels[PORT_GROUP_LABEL] = str(spec["port_group"])
     entrypoint = spec.get("entrypoint")
     extra = {key: spec[key] for key in _PASSTHROUGH if spec.get(key) is not None}
     return RunOptions(

@@ -345,8 +345,9 @@ class AgentTasks:
             network = manager.store.load(spec["name"])
             if network is not None:
                 return network, "unchanged"
-            return manager.create(spec["name"], subnet=spec.get("subnet"),
-                                  gateway=spec.get("gateway"),
+            # the panel sends "" for "Berth picks" (panel Network.to_spec)
+            return manager.create(spec["name"], subnet=spec.get("subnet") or None,
+                                  gateway=spec.get("gateway") or None,
                                   internal=bool(spec.get("internal")),
                                   labels=spec.get("labels") or {}), "created"
 

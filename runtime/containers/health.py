@@ -70,9 +70,15 @@ def run_healthcheck(manager: ContainerManager, ref: str) -> dict[str, Any]:
             return entry
         health = current.state.setdefault("Health", {"Status": "starting", "FailingStreak": 0,
                                                       "Log": []})
+        before = health.get("Status")
         apply_result(health, entry, check, in_start_period=age(current.state["StartedAt"])
                      < check["StartPeriod"] / 1e9)
         manager.store.save(current)
+        if health["Status"] != before and health["Status"] in ("healthy", "unhealthy"):
+            # a port-group member takes connections only while healthy (ports.py)
+            set_serving = getattr(manager.network, "set_serving", None)
+            if set_serving is not None:
+                set_serving(current, health["Status"] == "healthy")
     return entry
 
 

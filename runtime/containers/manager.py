@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KILL_GRACE = 10.0  # how long to wait for SIGKILL to take effect
+DRAIN_SECONDS = 0.3  # a port-group replica leaving: time for requests already routed to it
 
 
 class ContainerManager:
@@ -479,6 +480,7 @@ class ContainerManager:
                 timeout = container.config.get("StopTimeout")
             if timeout is None:
                 timeout = opts.DEFAULT_STOP_TIMEOUT
+            self._leave_port_group(container)
             runtime = self.runtime_for(container)
             signal = opts.parse_signal(container.config.get("StopSignal") or "SIGTERM")
             try:
@@ -488,6 +490,13 @@ class ContainerManager:
             if not self._wait_exit(container, float(timeout)):
                 self._kill_and_wait(container, runtime)
             return self._reload(container)
+
+    def _leave_port_group(self, container: Container) -> None:
+        """A replica sharing a published port stops taking new connections before it is
+        signalled, and gets DRAIN_SECONDS for the requests already on their way."""
+        set_serving = getattr(self.network, "set_serving", None)
+        if set_serving is not None and set_serving(container, False):
+            time.sleep(DRAIN_SECONDS)
 
     def _kill_and_wait(self, container: Container, runtime: OCIRuntime) -> None:
         try:
@@ -531,6 +540,7 @@ class ContainerManager:
                         f"you cannot remove running container {container.name}: stop it first "
                         "or use `rm -f`"
                     )
+                self._leave_port_group(container)
                 self._kill_and_wait(container, self.runtime_for(container))
                 container = self._reload(container)
             self._teardown(container)

@@ -23,6 +23,12 @@ a userspace proxy (docker-proxy) because it needs no process per port, keeps UDP
 way, and costs nothing per packet in Python. Hairpin (a container reaching a published port of a
 peer on its own bridge) is masqueraded too, so the reply comes back through the host.
 
+Port groups (replicas of one service sharing a host port, ports.py): the rules of one host
+address/port/protocol with several serving members become one DNAT whose target is picked by
+`numgen inc mod N` from a map of the members' address.port, so new connections are spread
+round-robin over the healthy replicas; the whole table is re-rendered whenever a member joins,
+leaves or turns unhealthy, and established connections keep their conntrack mapping.
+
 Isolation: in the forward hook, traffic from one Berth bridge to another is dropped unless it is
 DNATed (a published port) or belongs to such a connection; an internal network's bridge forwards
 nothing in or out (and its containers get no default route). Outbound traffic of non-internal
@@ -83,7 +89,7 @@ def render(table: str, networks: list[NetworkRules], ports: list[PortRule]) -> s
     lines.append(f"table inet {table} {{")
     lines += [
         "  chain ports {",
-        *(f"    {_port_rule(rule)}" for rule in ports),
+        *(f"    {rule}" for rule in _port_rules(ports)),
         "  }",
         "  chain prerouting {",
         "    type nat hook prerouting priority dstnat - 5; policy accept;",
@@ -165,10 +171,27 @@ def tables() -> set[str]:
     return {n for n in names if n == TABLE_PREFIX or n.startswith(f"{TABLE_PREFIX}_")}
 
 
-def _port_rule(rule: PortRule) -> str:
+def _port_rules(ports: list[PortRule]) -> list[str]:
+    """One rule per host (address, port, protocol): a plain DNAT for one target, a round-robin
+    map over the targets of a port group (in the order given, without duplicates)."""
+    grouped: dict[tuple[str, int, str], list[PortRule]] = {}
+    for rule in ports:
+        targets = grouped.setdefault((rule.host_ip, rule.host_port, rule.protocol), [])
+        if all((t.container_ip, t.container_port) != (rule.container_ip, rule.container_port)
+               for t in targets):
+            targets.append(rule)
+    return [_port_rule(targets) for targets in grouped.values()]
+
+
+def _port_rule(targets: list[PortRule]) -> str:
+    rule = targets[0]
     match_ip = f"ip daddr {rule.host_ip} " if rule.host_ip not in ("", "0.0.0.0") else ""
-    return (f"{match_ip}{rule.protocol} dport {rule.host_port} "
-            f"dnat ip to {rule.container_ip}:{rule.container_port}")
+    head = f"{match_ip}{rule.protocol} dport {rule.host_port} "
+    if len(targets) == 1:
+        return f"{head}dnat ip to {rule.container_ip}:{rule.container_port}"
+    members = ", ".join(f"{index} : {t.container_ip} . {t.container_port}"
+                        for index, t in enumerate(targets))
+    return f"{head}dnat ip to numgen inc mod {len(targets)} map {{ {members} }}"
 
 
 def _set(names: list[str]) -> str:

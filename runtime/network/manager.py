@@ -153,7 +153,7 @@ class NetworkManager:
 
     # -- sandboxes ---------------------------------------------------------------------------
     def check(self, owner: str, requests: builtins.list[EndpointRequest],
-              ports: builtins.list[PortSpec]) -> None:
+              ports: builtins.list[PortSpec], group: str = "") -> None:
         """Validate a future `setup` without creating anything: networks exist, requested
         addresses are valid and free, host ports are free."""
         seen = set()
@@ -168,13 +168,16 @@ class NetworkManager:
         if ports and all(self.get(r.network).internal for r in requests):
             raise InvalidArgument("ports cannot be published from a container whose networks "
                                   "are all --internal")
-        self.ports.check(owner, ports)
+        self.ports.check(owner, ports, group)
 
     def setup(self, owner: str, name: str, requests: builtins.list[EndpointRequest],
-              ports: builtins.list[PortSpec], hostname: str | None = None) -> dict[str, Any]:
+              ports: builtins.list[PortSpec], hostname: str | None = None,
+              port_group: str = "", serving: bool = True) -> dict[str, Any]:
         """Create the sandbox of `owner`: a namespace with one interface per requested network
         (address, default route via the first non-internal network), its DNS names (`name`,
-        the aliases, the short id, the hostname) and its published ports. All or nothing."""
+        the aliases, the short id, the hostname) and its published ports. All or nothing.
+        With `port_group`, the ports are shared with the group's other members and take
+        connections once `serving` (ports.py)."""
         self.teardown(owner)  # a stale sandbox of a crashed run
         networks = [self.get(r.network) for r in requests]
         if len({n.name for n in networks}) != len(networks):
@@ -191,7 +194,8 @@ class NetworkManager:
             if ports and primary is None:
                 raise InvalidArgument("ports cannot be published from a container whose "
                                       "networks are all --internal")
-            bindings = self.ports.reserve(owner, ports, str(primary)) if ports else []
+            bindings = self.ports.reserve(owner, ports, str(primary), port_group,
+                                          serving) if ports else []
             sandbox["Ports"] = [vars(b) for b in bindings]
             bridge.create_netns(ns_name, loopback_up=not requests)  # else: with eth0
             self._save_sandbox(sandbox)
@@ -260,6 +264,14 @@ class NetworkManager:
         """The sandbox record of `owner` if it is wired."""
         return self._sandbox(owner)
 
+    def set_serving(self, owner: str, serving: bool) -> bool:
+        """Let `owner`'s port-group bindings take new connections or not (rules re-rendered
+        when that changes anything); whether it did."""
+        changed = self.ports.set_serving(owner, serving)
+        if changed:
+            self.sync_rules()
+        return changed
+
     def bindings(self, owner: str) -> builtins.list[Binding]:
         return [b for b in self.ports.bindings() if b.owner == owner]
 
@@ -271,7 +283,8 @@ class NetworkManager:
             rules = [filtering.NetworkRules(n.bridge, str(n.subnet), n.internal)
                      for n in networks]
             ports = [filtering.PortRule(b.host_ip, b.host_port, b.protocol, b.container_ip,
-                                        b.container_port) for b in self.ports.bindings()]
+                                        b.container_port) for b in self.ports.bindings()
+                     if b.serving]
             filtering.apply(self.table, rules, ports)
 
     def ensure_rules(self) -> bool:

@@ -6,6 +6,13 @@ A reservation is checked against two things before anything is created:
    the port, that fails with EADDRINUSE and the user is told which port is taken.
 A port given as 0 (`-p 80`, `-P`) is chosen by the kernel the same way (bind to port 0), then
 checked against this root's reservations.
+
+Port groups: bindings reserved with the same non-empty `group` (the replicas of one stack
+service, runtime/protocol.py `port_group`) share their host port instead of conflicting; the
+rules spread new connections over the members whose binding is `serving` (filtering.py). A
+member with a health check starts not serving and joins when it turns healthy; a member being
+stopped leaves first (`set_serving`), so a rolling update never sends a connection to a replica
+that is not ready or already going away.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class Binding:
     protocol: str
     container_port: int
     container_ip: str = ""
+    group: str = ""  # replicas sharing this host port ("" = the port is this owner's alone)
+    serving: bool = True  # in the rules; a group member not (yet) healthy is reserved only
 
 
 def _port(text: str, spec: str, what: str) -> int:
@@ -91,9 +100,10 @@ class PortTable:
     def bindings(self) -> list[Binding]:
         return [Binding(**b) for b in fsutil.read_json(self.path, []) or []]
 
-    def reserve(self, owner: str, specs: list[PortSpec], container_ip: str = "") -> list[Binding]:
+    def reserve(self, owner: str, specs: list[PortSpec], container_ip: str = "",
+                group: str = "", serving: bool = True) -> list[Binding]:
         """Reserve every spec for `owner` (forwarding to `container_ip`), all or nothing;
-        Conflict names the taken port."""
+        Conflict names the taken port. Members of one `group` share host ports."""
         with fsutil.locked(self.lock_path):
             existing = [b for b in self.bindings() if b.owner != owner]
             chosen: list[Binding] = []
@@ -101,14 +111,14 @@ class PortTable:
                 port = spec.host_port or _free_port(spec.host_ip, spec.protocol,
                                                     existing + chosen)
                 binding = Binding(owner, spec.host_ip, port, spec.protocol, spec.container_port,
-                                  container_ip)
+                                  container_ip, group, serving if group else True)
                 if spec.host_port:
                     _check_free(binding, existing + chosen, owner)
                 chosen.append(binding)
             fsutil.write_json_atomic(self.path, [asdict(b) for b in existing + chosen])
             return chosen
 
-    def check(self, owner: str, specs: list[PortSpec]) -> None:
+    def check(self, owner: str, specs: list[PortSpec], group: str = "") -> None:
         """Conflict if `specs` could not be reserved now (reserves nothing)."""
         with fsutil.locked(self.lock_path):
             existing = [b for b in self.bindings() if b.owner != owner]
@@ -117,9 +127,23 @@ class PortTable:
                 if not spec.host_port:
                     continue
                 binding = Binding(owner, spec.host_ip, spec.host_port, spec.protocol,
-                                  spec.container_port)
+                                  spec.container_port, group=group)
                 _check_free(binding, existing + chosen, owner)
                 chosen.append(binding)
+
+    def set_serving(self, owner: str, serving: bool) -> bool:
+        """Let `owner`'s group bindings take new connections or not; whether anything changed
+        (bindings outside a group always serve)."""
+        with fsutil.locked(self.lock_path):
+            bindings = self.bindings()
+            changed = False
+            for index, binding in enumerate(bindings):
+                if binding.owner == owner and binding.group and binding.serving != serving:
+                    bindings[index] = Binding(**{**asdict(binding), "serving": serving})
+                    changed = True
+            if changed:
+                fsutil.write_json_atomic(self.path, [asdict(b) for b in bindings])
+            return changed
 
     def release(self, owner: str) -> None:
         """Free the ports of `owner` (idempotent)."""
@@ -133,6 +157,8 @@ class PortTable:
 def _check_free(binding: Binding, taken: list[Binding], owner: str) -> None:
     for other in taken:
         if _clash(binding, other):
+            if binding.group and other.group == binding.group and other.owner != owner:
+                return  # a replica of the same group holds it: shared, and no host probe
             who = "another port of this container" if other.owner == owner else \
                 f"container {other.owner[:12]}"
             raise Conflict(f"host port {_where(binding)} is already published by {who}; "

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import Conflict, InvalidArgument
 from runtime.network.store import DEFAULT_NETWORK
+from runtime.protocol import PORT_GROUP_LABEL
 
 if TYPE_CHECKING:
     from runtime.containers.options import RunOptions
@@ -80,7 +81,10 @@ class BridgeNetworks:
         requests = [EndpointRequest(name, options.ip if i == 0 else None,
                                     list(options.network_aliases))
                     for i, name in enumerate(names)]
-        self.manager.check("", requests, specs)
+        from runtime.containers.options import parse_labels
+
+        group = parse_labels(options.labels).get(PORT_GROUP_LABEL, "")
+        self.manager.check("", requests, specs, group)
         networks = {}
         for request in requests:
             network = self.manager.get(request.network)
@@ -98,13 +102,22 @@ class BridgeNetworks:
             return f"/proc/{os.getpid()}/ns/net"
         requests = self._requests(container)
         specs = self._port_specs(container)
+        group = port_group(container)
         sandbox = self.manager.setup(container.id, container.name, requests, specs,
-                                     container.config.get("Hostname") or None)
+                                     container.config.get("Hostname") or None, group,
+                                     serving=not container.healthcheck)
         self._record(container, sandbox)
         return str(sandbox["Path"])
 
     def attached(self, container: Container, pid: int) -> None:
         return None
+
+    def set_serving(self, container: Container, serving: bool) -> bool:
+        """A port-group member takes new connections (healthy) or not (unhealthy, stopping);
+        whether that changed the rules."""
+        if not port_group(container):
+            return False
+        return self.manager.set_serving(container.id, serving)
 
     def release(self, container: Container) -> None:
         """The container stopped: ports, names, veths and namespace go; addresses stay."""
@@ -251,6 +264,11 @@ class BridgeNetworks:
             ports.setdefault(key, []).append({"HostIp": binding["host_ip"] or "0.0.0.0",
                                               "HostPort": str(binding["host_port"])})
         settings.update(Ports=ports, SandboxKey=sandbox["Path"])
+
+
+def port_group(container: Container) -> str:
+    """The port group `container` publishes its ports in ("" = none), from its label."""
+    return str((container.config.get("Labels") or {}).get(PORT_GROUP_LABEL) or "")
 
 
 def _endpoint_request(network_id: str, request: EndpointRequest) -> dict[str, Any]:

@@ -241,7 +241,8 @@ def _expected(action: str, obj: str | None, method: str, persona: str, web: bool
 
 def _outcome(response: Any) -> str:
     code = response.status_code
-    assert code not in (500, 502), f"server error {code}: {getattr(response, 'content', b'')[:300]!r}"
+    body = getattr(response, "content", b"")[:300]
+    assert code not in (500, 502), f"server error {code}: {body!r}"
     if code in (401, 403, 404, 405):
         return str(code)
     if code == 302 and "/accounts/login/" in response.get("Location", ""):

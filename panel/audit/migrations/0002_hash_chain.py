@@ -63,13 +63,13 @@ POSTGRES_DROP = ["DROP TRIGGER IF EXISTS audit_event_immutable ON audit_auditeve
 def create_triggers(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     for statement in {"sqlite": SQLITE_TRIGGERS, "postgresql": POSTGRES_TRIGGERS}.get(vendor, []):
-        schema_editor.execute(statement)
+        schema_editor.execute(statement, params=None)
 
 
 def drop_triggers(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     for statement in {"sqlite": SQLITE_DROP, "postgresql": POSTGRES_DROP}.get(vendor, []):
-        schema_editor.execute(statement)
+        schema_editor.execute(statement, params=None)
 
 
 class Migration(migrations.Migration):

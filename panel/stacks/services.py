@@ -1,0 +1,353 @@
+"""Service functions of stacks: the only writers of stacks, revisions, replicas and templates.
+
+Each validates first (nothing is written when the compose file or a field is refused), writes
+its change and one audit event in one transaction, and sends work on commit: a deploy becomes a
+`berth.control.stack_deploy` task that the control worker runs (engine.py). The engine itself
+writes through the functions at the end of this module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from panel.access.models import Project
+from panel.audit.services import Actor, record_event
+from panel.celery import app
+from panel.stacks.models import Replica, Revision, Stack, StackTemplate
+from panel.stacks.resolve import (
+    check_name,
+    check_variables,
+    resolve,
+    secret_digest,
+)
+from panel.workloads import services as workloads
+from panel.workloads.models import Operation
+from panel.workloads.secrets import decrypt_secrets, encrypt_secrets
+from panel.workloads.services import Conflict
+from panel.workloads.spec import ValidationFailed
+from runtime.protocol import control_task
+
+MAX_REPLICAS = 100
+
+
+def _lock(stack: Stack) -> Stack:
+    """The stack's row, locked for this transaction. The first statement writes, so SQLite
+    takes its write lock now (waiting for it) instead of failing to upgrade a read lock later;
+    PostgreSQL locks the row."""
+    Stack.objects.filter(pk=stack.pk).update(updated_at=timezone.now())
+    return Stack.objects.select_for_update().select_related("current_revision").get(
+        pk=stack.pk)
+
+
+def _send_deploy(revision: Revision) -> None:
+    transaction.on_commit(lambda: app.send_task(control_task("stack_deploy"),
+                                                args=[revision.pk], queue="control"))
+
+
+def stack_summary(stack: Stack) -> dict[str, Any]:
+    """The audit view of a stack: compose text, environment, secret *names* only."""
+    return {"compose": stack.compose, "environment": stack.environment,
+            "secrets": sorted(stack.secret_names), "scale": stack.scale,
+            "project": stack.project.name if stack.project_id else None}
+
+
+def stack_secrets(stack: Stack) -> dict[str, str]:
+    return decrypt_secrets(stack.secrets_encrypted)
+
+
+def _resolve_stack(stack: Stack, allow_bind_mounts: bool) -> Any:
+    return resolve(stack.name, stack.compose, stack.environment, stack_secrets(stack),
+                   stack.scale, allow_bind_mounts)
+
+
+@transaction.atomic
+def create_stack(actor: Actor, name: str, compose: str, project: Project | None = None,
+                 environment: dict[str, str] | None = None,
+                 secrets: dict[str, str] | None = None, allow_bind_mounts: bool = False,
+                 template: str = "") -> Stack:
+    """A new stack from compose text; refused (nothing written) when the file or a field is."""
+    name = check_name(name)
+    environment = check_variables("environment", environment)
+    secrets = check_variables("secrets", secrets)
+    resolve(name, compose, environment, secrets, None, allow_bind_mounts)
+    if Stack.objects.filter(name=name).exists():
+        raise ValidationFailed({"name": [f"a stack named {name!r} already exists: choose another "
+                                         "name or update that stack"]})
+    try:
+        with transaction.atomic():
+            stack = Stack.objects.create(
+                name=name, project=project, compose=compose, environment=environment,
+                secrets_encrypted=encrypt_secrets(secrets), secret_names=sorted(secrets),
+                created_by=actor.name)
+    except IntegrityError:
+        raise ValidationFailed({"name": [f"a stack named {name!r} already exists"]}) from None
+    record_event(actor, "stack.create", stack, after=stack_summary(stack),
+                 **({"template": template} if template else {}))
+    return stack
+
+
+@transaction.atomic
+def update_stack(actor: Actor, stack: Stack, compose: str | None = None,
+                 environment: dict[str, str] | None = None,
+                 secrets: dict[str, str] | None = None,
+                 allow_bind_mounts: bool = False) -> Stack:
+    """Change the compose text, the environment or secrets (a secret left out keeps its value
+    when `secrets` is None); rolled out by the next deploy."""
+    stack = _lock(stack)
+    before = stack_summary(stack)
+    new_environment = stack.environment if environment is None else \
+        check_variables("environment", environment)
+    new_secrets = stack_secrets(stack) if secrets is None else check_variables("secrets", secrets)
+    new_compose = stack.compose if compose is None else compose
+    resolve(stack.name, new_compose, new_environment, new_secrets, stack.scale,
+            allow_bind_mounts)
+    stack.compose, stack.environment = new_compose, new_environment
+    stack.secrets_encrypted, stack.secret_names = encrypt_secrets(new_secrets), \
+        sorted(new_secrets)
+    stack.save()
+    record_event(actor, "stack.update", stack, before=before, after=stack_summary(stack))
+    return stack
+
+
+def _active(stack: Stack) -> Revision | None:
+    return stack.revisions.filter(status__in=Revision.ACTIVE).first()
+
+
+def _new_revision(actor: Actor, stack: Stack, spec: Any, message: str, reason: str = "",
+                  rollback_of: int | None = None, pull: bool = False,
+                  secret_digests: dict[str, str] | None = None) -> Revision:
+    active = _active(stack)
+    if active is not None:
+        raise Conflict(f"revision {active.number} of stack {stack.name} is still being deployed;"
+                       " wait for it to finish")
+    number = (stack.revisions.aggregate(top=Max("number"))["top"] or 0) + 1
+    if secret_digests is None:
+        secret_digests = {key: secret_digest(value)
+                          for key, value in stack_secrets(stack).items()}
+    operation = workloads.start_operation(actor, "stack.deploy", stack,
+                                          message=f"revision {number}")
+    # digests pinned before stay pinned (same replica hashes) until a `pull` deploy looks again
+    pinned = stack.current_revision.image_digests if stack.current_revision_id else {}
+    revision = Revision.objects.create(
+        stack=stack, number=number, spec=spec.to_dict(), compose=stack.compose,
+        environment=stack.environment, secret_digests=secret_digests, image_digests=pinned,
+        actor_name=actor.name,
+        message=str(message or "")[:2000], reason=reason, rollback_of=rollback_of,
+        operation=operation, result={"scale": stack.scale, "pull": bool(pull), "steps": []})
+    return revision
+
+
+@transaction.atomic
+def deploy_stack(actor: Actor, stack: Stack, message: str = "", pull: bool = False,
+                 allow_bind_mounts: bool = False) -> Revision:
+    """Roll out what the stack stores as a new revision (the engine does it on commit); with
+    `pull`, images are looked up in their registries again and newer ones rolled out."""
+    stack = _lock(stack)
+    spec = _resolve_stack(stack, allow_bind_mounts)
+    revision = _new_revision(actor, stack, spec, message, pull=pull)
+    record_event(actor, "stack.deploy", stack, revision=revision.number, message=message,
+                 pull=pull, operation=str(revision.operation_id),
+                 services=sorted(spec.services))
+    _send_deploy(revision)
+    return revision
+
+
+@transaction.atomic
+def rollback_stack(actor: Actor, stack: Stack, number: Any, reason: str = "") -> Revision:
+    """Deploy revision `number`'s spec again (as a new revision) and restore its compose text,
+    environment and scale."""
+    stack = _lock(stack)
+    if isinstance(number, bool) or not isinstance(number, int | str) \
+            or not str(number).isdigit():
+        raise ValidationFailed({"revision": ["the number of a revision of this stack is "
+                                             "required"]})
+    target = stack.revisions.filter(number=int(number)).first()
+    if target is None:
+        numbers = ", ".join(str(n) for n in stack.revisions.values_list("number", flat=True)[:20])
+        raise ValidationFailed({"revision": [f"stack {stack.name} has no revision {number}: "
+                                             f"its revisions are {numbers or 'none'}"]})
+    from panel.stacks.compose import StackSpec
+
+    before = stack_summary(stack)
+    stack.compose, stack.environment = target.compose, target.environment
+    stack.scale = dict((target.result or {}).get("scale") or {})
+    stack.save()
+    why = reason or f"rollback to revision {target.number}"
+    revision = _new_revision(actor, stack, StackSpec.from_dict(target.spec), why, reason=why,
+                             rollback_of=target.number)
+    record_event(actor, "stack.rollback", stack, before=before, after=stack_summary(stack),
+                 revision=revision.number, to=target.number, reason=why,
+                 operation=str(revision.operation_id))
+    _send_deploy(revision)
+    return revision
+
+
+@transaction.atomic
+def scale_service(actor: Actor, stack: Stack, service: str, replicas: Any) -> Revision:
+    """Run `replicas` of `service` (a new revision; the compose file is unchanged)."""
+    stack = _lock(stack)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) \
+            or not 0 <= replicas <= MAX_REPLICAS:
+        raise ValidationFailed({"replicas": [f"a whole number from 0 to {MAX_REPLICAS}"]})
+    spec = _resolve_stack(stack, True)
+    if service not in spec.services:
+        raise ValidationFailed({"service": [f"stack {stack.name} has no service {service!r}: "
+                                            f"its services are {', '.join(sorted(spec.services))}"
+                                            ]})
+    before = dict(stack.scale)
+    stack.scale = {**stack.scale, service: replicas}
+    stack.save(update_fields=["scale", "updated_at"])
+    spec.services[service].replicas = replicas
+    revision = _new_revision(actor, stack, spec, f"scale {service} to {replicas}")
+    record_event(actor, "stack.scale", stack, before={"scale": before},
+                 after={"scale": stack.scale}, service=service, replicas=replicas,
+                 revision=revision.number, operation=str(revision.operation_id))
+    _send_deploy(revision)
+    return revision
+
+
+@transaction.atomic
+def remove_stack(actor: Actor, stack: Stack, volumes: bool = False) -> Operation:
+    """Remove the stack, its containers and networks (its named volumes only with `volumes`:
+    they hold the data)."""
+    stack = _lock(stack)
+    active = _active(stack)
+    if active is not None:
+        raise Conflict(f"revision {active.number} of stack {stack.name} is being deployed; wait "
+                       "for it to finish")
+    spec = (stack.current_revision.spec if stack.current_revision_id else None) or {}
+    containers = [r.container for r in stack.replicas.select_related("container__host")]
+    for container in containers:
+        workloads.remove_container(actor, container, force=True)
+    networks = [n["name"] for n in (spec.get("networks") or {}).values() if not n["external"]]
+    names = [v["name"] for v in (spec.get("volumes") or {}).values() if not v["external"]] \
+        if volumes else []
+    operation = workloads.start_operation(actor, "stack.remove", stack)
+    record_event(actor, "stack.remove", stack, before=stack_summary(stack),
+                 containers=[c.name for c in containers], networks=networks, volumes=names,
+                 operation=str(operation.pk))
+    operation_id = str(operation.pk)
+    transaction.on_commit(lambda: app.send_task(
+        control_task("stack_cleanup"), args=[operation_id, networks, names], queue="control"))
+    stack.delete()
+    return operation
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+@transaction.atomic
+def save_as_template(actor: Actor, stack: Stack, name: str, title: str = "",
+                     description: str = "") -> StackTemplate:
+    """Save `stack` as a template of its project: the compose text, with its environment as
+    parameters (current values as defaults; secrets become required secret parameters)."""
+    name = check_name(name)
+    parameters = [{"name": key, "type": "string", "label": key, "default": value,
+                   "required": False} for key, value in sorted(stack.environment.items())]
+    parameters += [{"name": key, "type": "secret", "label": key, "required": True}
+                   for key in sorted(stack.secret_names)]
+    if StackTemplate.objects.filter(project=stack.project, name=name).exists():
+        raise ValidationFailed({"name": [f"this project already has a template {name!r}"]})
+    template = StackTemplate.objects.create(
+        name=name, project=stack.project, title=title or name, description=description,
+        compose=stack.compose, parameters=parameters, created_by=actor.name)
+    record_event(actor, "stacktemplate.create", template, stack=stack.name,
+                 after={"parameters": [p["name"] for p in parameters]})
+    return template
+
+
+@transaction.atomic
+def deploy_template(actor: Actor, template: Any, name: str, project: Project | None,
+                    values: dict[str, Any] | None) -> Revision:
+    """Create a stack from a template (catalogue.Template) with typed `values`, and deploy it."""
+    from panel.stacks.catalogue import check_values
+
+    environment, secrets = check_values(template.parameters, values or {})
+    stack = create_stack(actor, name, template.compose, project, environment, secrets,
+                         template=template.key)
+    return deploy_stack(actor, stack, message=f"from template {template.title}")
+
+
+# --- written by the deploy engine -------------------------------------------------------------
+
+def claim_revision(revision_id: int) -> bool:
+    """The engine takes a pending revision (once, however often its task is delivered)."""
+    return Revision.objects.filter(pk=revision_id, status=Revision.PENDING).update(
+        status=Revision.RUNNING) == 1
+
+
+@transaction.atomic
+def finish_revision(actor: Actor, revision: Revision, status: str, reason: str,
+                    result: dict[str, Any]) -> Revision:
+    """Record the outcome of a deploy; a succeeded revision becomes the stack's current one."""
+    _lock(revision.stack)
+    revision = Revision.objects.select_for_update().select_related("stack").get(pk=revision.pk)
+    revision.status, revision.reason = status, reason or revision.reason
+    revision.result = {**revision.result, **result}
+    revision.finished_at = timezone.now()
+    revision.save()
+    stack = revision.stack
+    if status == Revision.SUCCEEDED:
+        stack.current_revision = revision
+        if revision.result.get("pull"):
+            stack.image_updates, stack.image_baseline = {}, {}
+        stack.save(update_fields=["current_revision", "image_updates", "image_baseline",
+                                  "updated_at"])
+    record_event(actor, f"stack.deploy_{status}", stack, revision=revision.number,
+                 reason=revision.reason, outcome="succeeded" if status == Revision.SUCCEEDED
+                 else "failed")
+    from panel.workloads.reports import record_operation_progress
+
+    if revision.operation_id:
+        record_operation_progress(
+            actor, str(revision.operation_id),
+            Operation.SUCCEEDED if status == Revision.SUCCEEDED else Operation.FAILED, 100,
+            revision.reason or status, {"revision": revision.number, "status": status})
+    return revision
+
+
+@transaction.atomic
+def pin_image_digests(revision: Revision, digests: dict[str, str]) -> None:
+    """A `pull` deploy's registry digests, written before its replicas are made."""
+    revision.image_digests = {**revision.image_digests, **digests}
+    Revision.objects.filter(pk=revision.pk).update(image_digests=revision.image_digests)
+
+
+@transaction.atomic
+def add_replica(actor: Actor, stack: Stack, service: str, slot: int, spec_hash: str,
+                revision: int, data: dict[str, Any], options: dict[str, Any]) -> Replica:
+    """Create one replica container (placement picks its host) and link it to the stack."""
+    container, _ = workloads.create_container(actor, data, stack.project, options=options)
+    return Replica.objects.create(stack=stack, service=service, slot=slot, container=container,
+                                  spec_hash=spec_hash, revision=revision)
+
+
+@transaction.atomic
+def drop_replica(actor: Actor, replica: Replica) -> None:
+    """Remove a replica's container (it leaves its port group, then stops, on its host)."""
+    container = replica.container
+    workloads.remove_container(actor, container, force=True)
+
+
+@transaction.atomic
+def record_image_updates(actor: Actor, stack: Stack, updates: dict[str, str],
+                         baseline: dict[str, str]) -> None:
+    """What the image check found (observed state: audited only when it changes)."""
+    stack = _lock(stack)
+    changed = updates != stack.image_updates
+    stack.image_updates, stack.images_checked_at = updates, timezone.now()
+    stack.image_baseline = baseline
+    stack.save(update_fields=["image_updates", "image_baseline", "images_checked_at",
+                              "updated_at"])
+    if changed and updates:
+        record_event(actor, "stack.image_updates", stack, images=sorted(updates))
+
+
+@transaction.atomic
+def remove_template(actor: Actor, template: StackTemplate) -> None:
+    """Delete a team's template (stacks made from it are not affected)."""
+    record_event(actor, "stacktemplate.remove", template,
+                 before={"title": template.title, "parameters": template.parameters})
+    template.delete()

@@ -1,0 +1,73 @@
+"""Control-queue tasks of stacks: thin calls into the engine and services (names from
+runtime/protocol.py's control prefix)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.db import transaction
+
+from panel.audit.services import Actor
+from panel.celery import app
+from runtime.protocol import control_task
+
+log = logging.getLogger(__name__)
+CLEANUP_WAIT = 60.0
+
+
+@app.task(name=control_task("stack_deploy"), ignore_result=True)
+def stack_deploy(revision_id: int, **_extra: Any) -> None:
+    """Roll out one revision (engine.py); a second delivery finds it claimed and does nothing."""
+    from panel.stacks.engine import run_revision
+
+    status = run_revision(revision_id)
+    log.info("stack revision %s: %s", revision_id, status or "already taken")
+
+
+@app.task(name=control_task("stack_cleanup"), ignore_result=True)
+def stack_cleanup(operation_id: str, networks: list[str], volumes: list[str],
+                  **_extra: Any) -> None:
+    """After remove_stack: once the hosts have removed the stack's containers, remove its
+    networks (and volumes when asked) from the panel and the hosts."""
+    from panel.workloads import services
+    from panel.workloads.models import Network, Operation, Volume
+    from panel.workloads.reports import record_operation_progress
+
+    operation = Operation.objects.filter(pk=operation_id).first()
+    actor = Actor(name=operation.actor_name if operation else "system", channel="system")
+    if operation is not None:
+        removals = Operation.objects.filter(kind="container.remove",
+                                            created_at__gte=operation.created_at,
+                                            target_name__startswith=operation.target_name + "-")
+        deadline = time.monotonic() + CLEANUP_WAIT
+        while removals.exclude(status__in=Operation.FINISHED).exists() \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+    problems = []
+    for model, names, remove in ((Network, networks, services.remove_network),
+                                 (Volume, volumes, services.remove_volume)):
+        for row in model.objects.filter(name__in=names):
+            try:
+                remove(actor, row)
+            except services.Conflict as exc:
+                problems.append(str(exc))
+    with transaction.atomic():
+        record_operation_progress(actor, operation_id,
+                                  Operation.FAILED if problems else Operation.SUCCEEDED, 100,
+                                  "; ".join(problems) or "removed")
+
+
+@app.task(name=control_task("stack_check_images"), ignore_result=True)
+def stack_check_images(**_extra: Any) -> None:
+    """Periodic (beat): look for newer image digests of every deployed stack."""
+    from panel.stacks.images import check_stack
+    from panel.stacks.models import Stack
+
+    actor = Actor.system("image-check")
+    for stack in Stack.objects.filter(current_revision__isnull=False).select_related(
+            "current_revision"):
+        updates = check_stack(actor, stack)
+        if updates:
+            log.info("stack %s: newer images %s", stack.name, ", ".join(sorted(updates)))

@@ -1,0 +1,29 @@
+"""Dashboard pages. Names start with "web-" (the permission matrix lists every one)."""
+
+from django.urls import path
+
+from panel.web import views
+from panel.web import views_resources as res
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("hosts/", views.hosts, name="web-hosts"),
+    path("hosts/<str:pk>/", views.host_detail, name="web-host"),
+    path("containers/", views.containers, name="web-containers"),
+    path("containers/new/", views.container_create, name="web-container-create"),
+    path("containers/bulk/", views.containers_bulk, name="web-containers-bulk"),
+    path("containers/<int:pk>/", views.container_detail, name="web-container"),
+    path("containers/<int:pk>/state/", views.container_state, name="web-container-state"),
+    path("containers/<int:pk>/logs/download/", res.log_download, name="web-container-log"),
+    path("containers/<int:pk>/<str:action>/", views.container_action,
+         name="web-container-action"),
+    path("images/", res.images, name="web-images"),
+    path("images/upload/", res.image_upload, name="web-image-upload"),
+    path("volumes/", res.volumes, name="web-volumes"),
+    path("volumes/<int:pk>/<str:action>/", res.volume_action, name="web-volume-action"),
+    path("networks/", res.networks, name="web-networks"),
+    path("networks/<int:pk>/remove/", res.network_remove, name="web-network-remove"),
+    path("operations/", res.operations, name="web-operations"),
+    path("operations/<str:pk>/", res.operation_detail, name="web-operation"),
+    path("operations/<str:pk>/download/", res.backup_download, name="web-backup-download"),
+]

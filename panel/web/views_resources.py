@@ -1,0 +1,272 @@
+"""Dashboard pages for images, volumes, networks, operations, and the file transfers (image
+upload, volume backup download and restore, full log download)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from panel.access import policy
+from panel.fleet.models import UP, Host
+from panel.live import transfers
+from panel.web.common import actor, error_text, get_visible, human_bytes, signed_in
+from panel.web.forms import NetworkForm, PullForm, VolumeForm
+from panel.web.views import _project, _project_choices
+from panel.workloads import services
+from panel.workloads.models import Container, Image, Network, Operation, Volume
+from panel.workloads.spec import ValidationFailed
+
+
+def _alive_host(name: str) -> Host:
+    """A host that is up (transfers need its agent), or a validation error naming it."""
+    hosts = Host.objects.alive()
+    host = hosts.filter(name=name).first() if name else hosts.order_by("name").first()
+    if host is None:
+        raise ValidationFailed({"host": [f"host {name or '(any)'} is not up: its agent must "
+                                         "be running"]})
+    return host
+
+
+def _users_by(field: str, user: Any) -> dict[str, list[str]]:
+    """Visible container names per image / volume / network name."""
+    users: dict[str, list[str]] = {}
+    for name, values in policy.visible(user, Container.objects.all()).values_list("name",
+                                                                                  field):
+        for value in ([values] if isinstance(values, str) else values or []):
+            key = value.split(":", 1)[0] if field == "volumes" else value
+            users.setdefault(key, []).append(name)
+    return users
+
+
+@signed_in
+def images(request: HttpRequest) -> HttpResponse:
+    policy.authorize(request.user, "image.view", None, actor(request))
+    rows = Image.objects.prefetch_related("hosts").annotate(n_hosts=Count("hosts"))
+    used = _users_by("image", request.user)
+    listing = [{"image": i, "size": human_bytes(i.size), "users": used.get(i.reference, []),
+                "hosts": [h.name for h in i.hosts.all()]} for i in rows]
+    hosts = list(Host.objects.alive().order_by("name").values_list("name", flat=True))
+    form = PullForm(request.POST or None)
+    form.fields["host"].choices = [("", "every host that is up")] + [(h, h) for h in hosts]
+    if request.method == "POST" and form.is_valid():
+        policy.authorize(request.user, "image.pull", None, actor(request))
+        try:
+            _, operations = services.pull_image(actor(request), form.cleaned_data["reference"],
+                                                form.cleaned_data["host"] or None)
+        except ValidationFailed as exc:
+            for field, errors in exc.errors.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+        else:
+            messages.success(request, f"pulling on {len(operations)} host(s)")
+            return HttpResponseRedirect(reverse("web-operation", args=[operations[0].pk]))
+    return render(request, "web/images.html", {
+        "images": listing, "form": form, "hosts": hosts,
+        "can_pull": policy.can(request.user, "image.pull")},
+        status=400 if form.errors else 200)
+
+
+@signed_in
+@require_POST
+def image_upload(request: HttpRequest) -> JsonResponse:
+    """An image archive (OCI or `docker save`, tar or tar.gz) to import on one host; answers
+    the operation that tracks the import (the page follows it live)."""
+    policy.authorize(request.user, "image.pull", None, actor(request))
+    upload = request.FILES.get("archive")
+    if upload is None:
+        return JsonResponse({"errors": {"archive": ["choose an image archive to upload"]}},
+                            status=400)
+    try:
+        host = _alive_host(request.POST.get("host", ""))
+    except ValidationFailed as exc:
+        return JsonResponse({"errors": exc.errors}, status=400)
+    token, size = transfers.store_upload(upload)
+    operation = transfers.import_image_archive(actor(request), host, token, size, upload.name,
+                                               request.POST.get("tag") or None)
+    return JsonResponse({"operation": str(operation.pk),
+                         "url": reverse("web-operation", args=[operation.pk])}, status=202)
+
+
+@signed_in
+def volumes(request: HttpRequest) -> HttpResponse:
+    queryset = policy.visible(request.user, Volume.objects.prefetch_related("hosts")
+                              .select_related("project"))
+    used = _users_by("volumes", request.user)
+    form = VolumeForm(request.POST or None)
+    form.fields["project"].choices = _project_choices(request, "volume.create")
+    if request.method == "POST" and form.is_valid():
+        project = _project(request, form.cleaned_data["project"], "volume.create")
+        try:
+            volume, _ = services.create_volume(actor(request), form.cleaned_data["name"],
+                                               project=project)
+        except ValidationFailed as exc:
+            for field, errors in exc.errors.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+        else:
+            messages.success(request, f"volume {volume.name} created")
+            return HttpResponseRedirect(reverse("web-volumes"))
+    rows = [{"volume": v, "users": used.get(v.name, []), "hosts": [h.name for h in v.hosts.all()],
+             "can_change": policy.can(request.user, "volume.remove", v)} for v in queryset]
+    return render(request, "web/volumes.html", {
+        "volumes": rows, "form": form, "can_create": policy.can(request.user, "volume.create")},
+        status=400 if form.errors else 200)
+
+
+def _volume_host(volume: Volume, wanted: str) -> Host:
+    names = set(volume.hosts.values_list("name", flat=True))
+    if wanted and names and wanted not in names:
+        raise ValidationFailed({"host": [f"volume {volume.name} is on {', '.join(sorted(names))}"]})
+    return _alive_host(wanted or (sorted(names)[0] if names else ""))
+
+
+@signed_in
+@require_POST
+def volume_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """remove | backup (download when done) | restore (from an uploaded archive)."""
+    if action not in ("remove", "backup", "restore"):
+        raise Http404("no such action")
+    # Backup and restore copy or replace the data: they need the right to change volumes.
+    volume = get_visible(request, Volume.objects.all(), "volume.remove" if action == "remove"
+                         else "volume.create", pk=pk)
+    try:
+        if action == "remove":
+            operation = services.remove_volume(actor(request), volume)
+        elif action == "backup":
+            operation = transfers.backup_volume(actor(request), volume,
+                                                _volume_host(volume, request.POST.get("host", "")))
+        else:
+            upload = request.FILES.get("archive")
+            if upload is None:
+                raise ValidationFailed({"archive": ["choose a backup archive to restore"]})
+            host = _volume_host(volume, request.POST.get("host", ""))
+            token, size = transfers.store_upload(upload)
+            operation = transfers.restore_volume(actor(request), volume, host, token, size,
+                                                 upload.name)
+    except (ValidationFailed, services.Conflict) as exc:
+        if request.headers.get("Accept") == "application/json":
+            return JsonResponse({"errors": getattr(exc, "errors", {"volume": [str(exc)]})},
+                                status=400)
+        messages.error(request, error_text(exc))
+        return HttpResponseRedirect(reverse("web-volumes"))
+    if request.headers.get("Accept") == "application/json":
+        return JsonResponse({"operation": str(operation.pk),
+                             "url": reverse("web-operation", args=[operation.pk])}, status=202)
+    return HttpResponseRedirect(reverse("web-operation", args=[operation.pk]))
+
+
+@signed_in
+def networks(request: HttpRequest) -> HttpResponse:
+    queryset = policy.visible(request.user, Network.objects.prefetch_related("hosts")
+                              .select_related("project"))
+    used = _users_by("networks", request.user)
+    form = NetworkForm(request.POST or None)
+    form.fields["project"].choices = _project_choices(request, "network.create")
+    if request.method == "POST" and form.is_valid():
+        project = _project(request, form.cleaned_data["project"], "network.create")
+        try:
+            network, _ = services.create_network(actor(request), form.cleaned_data["name"],
+                                                 form.cleaned_data["subnet"] or None,
+                                                 project=project)
+        except ValidationFailed as exc:
+            for field, errors in exc.errors.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+        else:
+            messages.success(request, f"network {network.name} created")
+            return HttpResponseRedirect(reverse("web-networks"))
+    rows = [{"network": n, "users": used.get(n.name, []), "hosts": [h.name for h in n.hosts.all()],
+             "can_change": policy.can(request.user, "network.remove", n)} for n in queryset]
+    return render(request, "web/networks.html", {
+        "networks": rows, "form": form, "can_create": policy.can(request.user, "network.create")},
+        status=400 if form.errors else 200)
+
+
+@signed_in
+@require_POST
+def network_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    network = get_visible(request, Network.objects.all(), "network.remove", pk=pk)
+    try:
+        operation = services.remove_network(actor(request), network)
+    except services.Conflict as exc:
+        messages.error(request, str(exc))
+        return HttpResponseRedirect(reverse("web-networks"))
+    return HttpResponseRedirect(reverse("web-operation", args=[operation.pk]))
+
+
+@signed_in
+def operations(request: HttpRequest) -> HttpResponse:
+    queryset = policy.visible(request.user, Operation.objects.all())
+    status, kind = request.GET.get("status", ""), request.GET.get("kind", "")
+    if status in dict(Operation.STATUSES):
+        queryset = queryset.filter(status=status)
+    if kind:
+        queryset = queryset.filter(kind=kind)
+    return render(request, "web/operations.html", {
+        "operations": queryset.order_by("-created_at")[:200], "status": status, "kind": kind,
+        "statuses": [s for s, _ in Operation.STATUSES],
+        "kinds": sorted(set(Operation.objects.values_list("kind", flat=True).distinct()[:100]))})
+
+
+@signed_in
+def operation_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    import uuid
+
+    try:
+        key = uuid.UUID(str(pk))
+    except ValueError:
+        raise Http404("no such operation") from None
+    operation = get_visible(request, Operation.objects.all(), "operation.view", pk=key)
+    result = operation.result if isinstance(operation.result, dict) else {}
+    return render(request, "web/operation.html", {
+        "op": operation, "download": result.get("download") if operation.kind ==
+        "volume.backup" and operation.status == Operation.SUCCEEDED else None})
+
+
+@signed_in
+def backup_download(request: HttpRequest, pk: str) -> StreamingHttpResponse:
+    """The archive a finished volume backup left for download (once)."""
+    operation = get_visible(request, Operation.objects.all(), "operation.view", pk=pk)
+    result = operation.result if isinstance(operation.result, dict) else {}
+    if operation.kind != "volume.backup" or not result.get("download"):
+        raise Http404("this operation has no backup to download")
+    volume = Volume.objects.filter(pk=int(operation.target_id or 0)).first()
+    if volume is None or not policy.can(request.user, "volume.create", volume):
+        raise PermissionDenied("you may not download this volume's backup")
+    response = StreamingHttpResponse(transfers.download(str(result["download"])),
+                                     content_type="application/zstd")
+    response["Content-Disposition"] = \
+        f'attachment; filename="{result.get("filename") or "backup.tar.zst"}"'
+    return response
+
+
+@signed_in
+def log_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The container's full on-disk log, streamed from its host (through Redis)."""
+    container = get_visible(request, Container.objects.select_related("host"), "container.logs",
+                            pk=pk)
+    if container.host is None or container.host.current_status() != UP:
+        raise Http404(f"the host of {container.name} is not up: its log cannot be read now")
+    token = secrets.token_hex(16)
+    transfers.push_request(container.host.name, {
+        "kind": "log", "uid": str(container.uid), "token": token,
+        "timestamps": request.GET.get("timestamps") == "1"})
+    response = StreamingHttpResponse(transfers.download(token),
+                                     content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{container.name}.log"'
+    return response

@@ -1,0 +1,117 @@
+"""Real parts for the stack tests and benchmarks: the panel's control worker plus one real agent
+(runc containers, bridges, nftables) on this machine, both on the session's Redis, and helpers
+that wait for revisions and send HTTP requests the whole time a rolling update runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.integration.agent_harness import AgentProcess, agent_roots
+from tests.panel.fixtures import control_worker
+
+
+def session_root_parent() -> Path:
+    """TEST_ROOT_PARENT of this pytest session (tests/conftest.py), so the session's leak check
+    covers the agent's root; a private one outside pytest."""
+    for module in list(sys.modules.values()):
+        parent = getattr(module, "TEST_ROOT_PARENT", None)
+        if isinstance(parent, Path):
+            return parent
+    return Path("/var/tmp/berth-bench") / f"p{time.time_ns()}"
+
+
+@dataclass
+class Plane:
+    """A control worker and one agent named `host`."""
+
+    host: str
+    agent: AgentProcess
+    worker: Any
+
+
+@contextmanager
+def control_plane(redis_url: str, db_url: str, state_dir: Path,
+                  host: str = "stackhost") -> Iterator[Plane]:
+    with agent_roots(session_root_parent()) as make_root, \
+            control_worker(redis_url, db_url, state_dir,
+                           extra_env={"BERTH_RECONCILE_INTERVAL": "2"}, concurrency=3) as worker:
+        agent = AgentProcess(host, make_root(), redis_url, concurrency=4)
+        agent.start()
+        try:
+            yield Plane(host, agent, worker)
+        finally:
+            agent.terminate()
+            try:
+                agent.purge()
+            except subprocess.CalledProcessError as exc:
+                raise RuntimeError(f"purging the agent's root failed: {exc.stderr}") from None
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or 'condition'} not met within {timeout:g}s")
+        time.sleep(0.1)
+
+
+def wait_revision(stack_id: int, number: int, timeout: float = 120,
+                  plane: Plane | None = None) -> Any:
+    """The revision once it has finished (any final status)."""
+    from panel.stacks.models import Revision
+
+    def finished() -> Any:
+        revision = Revision.objects.filter(stack_id=stack_id, number=number).first()
+        return revision if revision and revision.status not in Revision.ACTIVE else None
+
+    try:
+        return wait_for(finished, timeout, f"revision {number} finishing")
+    except AssertionError:
+        if plane is not None:
+            quiet = ("heartbeat", "reconcile", "check_hosts", "unchanged")
+            for log in (plane.worker.log(), plane.agent.log()):
+                lines = [line for line in log.splitlines() if not any(q in line for q in quiet)]
+                sys.stderr.write("\n".join(lines[-80:]) + "\n")
+        raise
+
+
+@dataclass
+class Client:
+    """Sends GET requests to `url` back to back in a thread; counts answers and failures."""
+
+    url: str
+    answers: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Client:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    self.answers.append(response.read().decode().strip())
+            except Exception as exc:  # every failure counts, whatever its kind
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)

@@ -1,0 +1,132 @@
+"""Dashboard pages with Django's test client: rendering, the create form's field errors, the
+policy (viewers, other teams), bulk actions through the services, constant query counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from panel.access import services as access
+from panel.audit.services import Actor
+from panel.workloads import services as workloads
+from panel.workloads.models import Container
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(django_user_model: Any, make_host: Any, broker: Any) -> dict[str, Any]:
+    system = Actor.system("tests")
+    users = {name: django_user_model.objects.create_user(name, password="pw-" + name * 3)
+             for name in ("operator", "viewer", "other")}
+    users["platform"] = django_user_model.objects.create_superuser("platform", password="pw")
+    team_a = access.create_team(system, "a-team")
+    team_b = access.create_team(system, "b-team")
+    alpha = access.create_project(system, team_a, "alpha")
+    access.create_project(system, team_b, "bravo")
+    access.set_member(system, team_a, "operator", "operator")
+    access.set_member(system, team_a, "viewer", "viewer")
+    access.set_member(system, team_b, "other", "admin")
+    make_host("h1")
+    container, _ = workloads.create_container(
+        system, {"name": "web", "image": "busybox", "env": {"DB_PASSWORD": "hunter2", "A": "b"},
+                 "labels": {"com.docker.compose.project": "shop"}}, alpha)
+    return {"users": users, "container": container, "alpha": alpha}
+
+
+def _client(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_every_page_renders_for_a_platform_admin(world):
+    client = _client(world["users"]["platform"])
+    pk = world["container"].pk
+    for url in ("/", "/hosts/", "/hosts/h1/", "/containers/", f"/containers/{pk}/",
+                "/containers/new/", "/images/", "/volumes/", "/networks/", "/operations/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b'id="main"' in response.content
+
+
+def test_anonymous_is_sent_to_the_sign_in_page(world):
+    response = Client().get("/containers/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_container_page_masks_secret_looking_env_and_groups_by_stack(world):
+    client = _client(world["users"]["operator"])
+    page = client.get(f"/containers/{world['container'].pk}/").content.decode()
+    assert "hunter2" not in page and "DB_PASSWORD=••••••" in page and "A=b" in page
+    listing = client.get("/containers/").content.decode()
+    assert "Stack shop" in listing
+
+
+def test_viewer_sees_status_but_no_log_viewer_and_no_actions(world):
+    client = _client(world["users"]["viewer"])
+    page = client.get(f"/containers/{world['container'].pk}/").content.decode()
+    assert 'id="log-view"' not in page and "may not read this container" in page
+    assert 'id="act-stop"' not in page
+    response = client.post(f"/containers/{world['container'].pk}/stop/")
+    assert response.status_code == 403
+    assert client.get(f"/containers/{world['container'].pk}/logs/download/").status_code == 403
+
+
+def test_other_team_gets_404_for_the_container(world):
+    client = _client(world["users"]["other"])
+    assert client.get(f"/containers/{world['container'].pk}/").status_code == 404
+    assert "web" not in client.get("/containers/").content.decode().split("<table")[1]
+
+
+def test_create_form_shows_each_error_beside_its_field_and_writes_nothing(world):
+    client = _client(world["users"]["operator"])
+    before = Container.objects.count()
+    response = client.post("/containers/new/", {
+        "image": "nosuch:1", "ports": "99999", "memory": "1k", "restart": "no",
+        "project": str(world["alpha"].pk), "env": "NOEQUALS"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    for field in ("id_ports-errors", "id_env-errors", "id_memory-errors"):
+        assert field in page, field
+    assert Container.objects.count() == before
+    response = client.post("/containers/new/", {
+        "image": "nosuch:2", "ports": "99999", "memory": "1k", "restart": "no",
+        "project": str(world["alpha"].pk)})
+    page = response.content.decode()
+    assert "id_ports-errors" in page and "id_image-errors" in page
+
+
+def test_create_form_creates_and_bulk_stop_goes_through_the_services(world):
+    client = _client(world["users"]["operator"])
+    response = client.post("/containers/new/", {
+        "image": "busybox", "name": "api", "command": "sleep 600", "restart": "always",
+        "project": str(world["alpha"].pk), "start": "on", "health_cmd": "true"})
+    assert response.status_code == 302
+    api = Container.objects.get(name="api")
+    assert api.command == ["sleep", "600"] and api.healthcheck["test"] == ["CMD-SHELL", "true"]
+    response = client.post("/containers/bulk/", {"action": "stop",
+                                                  "ids": [api.pk, world["container"].pk]})
+    assert response.status_code == 302
+    assert set(Container.objects.values_list("desired_state", flat=True)) == {"stopped"}
+
+
+def test_containers_page_query_count_does_not_grow_with_containers(world):
+    client = _client(world["users"]["operator"])
+    client.get("/containers/")
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/containers/?per_page=500").status_code == 200
+        return len(queries)
+
+    few = count()
+    system = Actor.system("tests")
+    for i in range(30):
+        workloads.create_container(system, {"name": f"c{i}", "image": "busybox"},
+                                   world["alpha"])
+    assert count() == few

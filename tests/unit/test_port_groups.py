@@ -1,0 +1,64 @@
+"""Port groups: replicas of one service share a published host port, and the nftables rules
+spread new connections over the members that are serving (runtime/network/ports.py,
+filtering.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import Conflict
+from runtime.network import filtering
+from runtime.network.ports import PortSpec, PortTable
+
+
+def _free_high_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_members_of_one_group_share_a_host_port(tmp_path: Path) -> None:
+    table = PortTable(tmp_path)
+    port = _free_high_port()
+    spec = PortSpec(80, "tcp", "", port)
+    table.reserve("replica-a", [spec], "10.1.0.2", group="shop_web")
+    table.reserve("replica-b", [spec], "10.1.0.3", group="shop_web", serving=False)
+    bindings = {b.owner: b for b in table.bindings()}
+    assert bindings["replica-a"].serving and not bindings["replica-b"].serving
+    assert bindings["replica-a"].host_port == bindings["replica-b"].host_port == port
+
+
+def test_another_group_or_a_plain_container_cannot_take_a_group_port(tmp_path: Path) -> None:
+    table = PortTable(tmp_path)
+    spec = PortSpec(80, "tcp", "", _free_high_port())
+    table.reserve("replica-a", [spec], "10.1.0.2", group="shop_web")
+    with pytest.raises(Conflict):
+        table.reserve("other", [spec], "10.1.0.9", group="blog_web")
+    with pytest.raises(Conflict):
+        table.check("plain", [spec])
+
+
+def test_set_serving_changes_only_group_bindings(tmp_path: Path) -> None:
+    table = PortTable(tmp_path)
+    table.reserve("plain", [PortSpec(80, "tcp", "", _free_high_port())], "10.1.0.4")
+    table.reserve("member", [PortSpec(80, "tcp", "", _free_high_port())], "10.1.0.5",
+                  group="g", serving=False)
+    assert not table.set_serving("plain", False)
+    assert table.set_serving("member", True)
+    assert not table.set_serving("member", True)
+    assert all(b.serving for b in table.bindings())
+
+
+def test_a_group_renders_one_round_robin_rule() -> None:
+    rules = [filtering.PortRule("", 8080, "tcp", "10.1.0.2", 80),
+             filtering.PortRule("", 8080, "tcp", "10.1.0.3", 80),
+             filtering.PortRule("", 9090, "tcp", "10.1.0.7", 90)]
+    script = filtering.render("berth_test", [filtering.NetworkRules("bt-x", "10.1.0.0/24",
+                                                                     False)], rules)
+    assert ("tcp dport 8080 dnat ip to numgen inc mod 2 map "
+            "{ 0 : 10.1.0.2 . 80, 1 : 10.1.0.3 . 80 }") in script
+    assert "tcp dport 9090 dnat ip to 10.1.0.7:90" in script
