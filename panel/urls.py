@@ -5,6 +5,7 @@ from panel import views
 urlpatterns = [
     path("", include("panel.web.urls")),  # the dashboard (its overview is "/")
     path("healthz", views.healthz, name="healthz"),
+    path("stacks/", include("panel.stacks.urls")),
     path("api/", include("panel.api.urls")),
     path("accounts/", include("panel.access.urls")),
 ]

@@ -1,4 +1,5 @@
-"""Dashboard pages. Names start with "web-" (the permission matrix lists every one)."""
+"""Dashboard pages. Names start with "web-" and objects are `pk` (the permission matrix
+tries every name)."""
 
 from django.urls import path
 
@@ -15,12 +16,14 @@ urlpatterns = [
     path("containers/<int:pk>/", views.container_detail, name="web-container"),
     path("containers/<int:pk>/state/", views.container_state, name="web-container-state"),
     path("containers/<int:pk>/logs/download/", res.log_download, name="web-container-log"),
-    path("containers/<int:pk>/<str:action>/", views.container_action,
-         name="web-container-action"),
+    *[path(f"containers/<int:pk>/{action}/", views.container_action, {"action": action},
+           name=f"web-container-{action}")
+      for action in ("start", "stop", "restart", "kill", "remove")],
     path("images/", res.images, name="web-images"),
     path("images/upload/", res.image_upload, name="web-image-upload"),
     path("volumes/", res.volumes, name="web-volumes"),
-    path("volumes/<int:pk>/<str:action>/", res.volume_action, name="web-volume-action"),
+    *[path(f"volumes/<int:pk>/{action}/", res.volume_action, {"action": action},
+           name=f"web-volume-{action}") for action in ("backup", "restore", "remove")],
     path("networks/", res.networks, name="web-networks"),
     path("networks/<int:pk>/remove/", res.network_remove, name="web-network-remove"),
     path("operations/", res.operations, name="web-operations"),

@@ -61,6 +61,8 @@ def images(request: HttpRequest) -> HttpResponse:
     listing = [{"image": i, "size": human_bytes(i.size), "users": used.get(i.reference, []),
                 "hosts": [h.name for h in i.hosts.all()]} for i in rows]
     hosts = list(Host.objects.alive().order_by("name").values_list("name", flat=True))
+    if request.method == "POST":
+        policy.authorize(request.user, "image.pull", None, actor(request))
     form = PullForm(request.POST or None)
     form.fields["host"].choices = [("", "every host that is up")] + [(h, h) for h in hosts]
     if request.method == "POST" and form.is_valid():
@@ -107,6 +109,8 @@ def volumes(request: HttpRequest) -> HttpResponse:
     queryset = policy.visible(request.user, Volume.objects.prefetch_related("hosts")
                               .select_related("project"))
     used = _users_by("volumes", request.user)
+    if request.method == "POST":
+        policy.authorize(request.user, "volume.create", None, actor(request))
     form = VolumeForm(request.POST or None)
     form.fields["project"].choices = _project_choices(request, "volume.create")
     if request.method == "POST" and form.is_valid():
@@ -175,6 +179,8 @@ def networks(request: HttpRequest) -> HttpResponse:
     queryset = policy.visible(request.user, Network.objects.prefetch_related("hosts")
                               .select_related("project"))
     used = _users_by("networks", request.user)
+    if request.method == "POST":
+        policy.authorize(request.user, "network.create", None, actor(request))
     form = NetworkForm(request.POST or None)
     form.fields["project"].choices = _project_choices(request, "network.create")
     if request.method == "POST" and form.is_valid():
@@ -239,12 +245,19 @@ def operation_detail(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @signed_in
-def backup_download(request: HttpRequest, pk: str) -> StreamingHttpResponse:
+def backup_download(request: HttpRequest, pk: str) -> HttpResponse:
     """The archive a finished volume backup left for download (once)."""
-    operation = get_visible(request, Operation.objects.all(), "operation.view", pk=pk)
+    import uuid
+
+    try:
+        key = uuid.UUID(str(pk))
+    except ValueError:
+        raise Http404("no such operation") from None
+    operation = get_visible(request, Operation.objects.all(), "operation.view", pk=key)
     result = operation.result if isinstance(operation.result, dict) else {}
     if operation.kind != "volume.backup" or not result.get("download"):
-        raise Http404("this operation has no backup to download")
+        return HttpResponse("this operation has no backup to download\n", status=409,
+                            content_type="text/plain")
     volume = Volume.objects.filter(pk=int(operation.target_id or 0)).first()
     if volume is None or not policy.can(request.user, "volume.create", volume):
         raise PermissionDenied("you may not download this volume's backup")
@@ -256,12 +269,13 @@ def backup_download(request: HttpRequest, pk: str) -> StreamingHttpResponse:
 
 
 @signed_in
-def log_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+def log_download(request: HttpRequest, pk: int) -> HttpResponse:
     """The container's full on-disk log, streamed from its host (through Redis)."""
     container = get_visible(request, Container.objects.select_related("host"), "container.logs",
                             pk=pk)
     if container.host is None or container.host.current_status() != UP:
-        raise Http404(f"the host of {container.name} is not up: its log cannot be read now")
+        return HttpResponse(f"the host of {container.name} is not up: its log cannot be read "
+                            "now\n", status=503, content_type="text/plain")
     token = secrets.token_hex(16)
     transfers.push_request(container.host.name, {
         "kind": "log", "uid": str(container.uid), "token": token,

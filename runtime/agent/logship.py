@@ -206,7 +206,8 @@ class LogShipper:
             self.tails[uid] = self._resume(uid, container)
 
     def _resume(self, uid: str, container: Container) -> _Tail:
-        saved = {k.decode(): v.decode() for k, v in self.redis.hgetall(state_key(uid)).items()}
+        raw: dict[bytes, bytes] = self.redis.hgetall(state_key(uid))  # type: ignore[assignment]
+        saved = {k.decode(): v.decode() for k, v in raw.items()}
         seq = int(saved.get("seq", 0))
         offset = int(saved.get("offset", 0)) if saved.get("runtime_id") == container.id else 0
         return _Tail(uid, container.id, container.log_path, offset, seq, read_to=offset)

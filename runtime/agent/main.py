@@ -107,9 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     except BerthError as exc:
         print(f"berth-agent: {exc}", file=sys.stderr)
         return 1
+    from runtime.agent.logship import LogShipper  # logs and live stats into Redis (panel/live)
+
+    shipper = LogShipper(agent.host, args.redis_url, args.host_name)
+    shipper.start()
     try:
         return agent.run_worker(args.log_level)
     finally:
+        shipper.stop()
         agent.stop()
 
 

@@ -75,10 +75,11 @@ class Transfers:
                 item = self.redis.blpop([upload_key(token)], timeout=UPLOAD_WAIT)
                 if item is None:
                     raise TimeoutError("the upload stopped arriving: upload the file again")
-                if not item[1]:
+                chunk: bytes = item[1]  # type: ignore[assignment]
+                if not chunk:
                     break
-                out.write(item[1])
-                received += len(item[1])
+                out.write(chunk)
+                received += len(chunk)
                 if total:
                     self.progress(operation, "running", int(40 * received / total),
                                   f"received {received >> 20} of {total >> 20} MiB")

@@ -40,8 +40,11 @@ class Stack:
     logs: dict[str, Path]
 
     def manage(self, *args: str, stdin: str | None = None) -> str:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env,
-                              input=stdin, capture_output=True, text=True, check=True).stdout
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env,
+                              input=stdin, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
+        return done.stdout
 
     def runtime(self, *args: str) -> str:
         return subprocess.run([sys.executable, "-m", "runtime", "--root",

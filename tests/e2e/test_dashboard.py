@@ -14,8 +14,8 @@ from tests.e2e.stack import Stack, sign_in
 
 pytestmark = pytest.mark.root
 
-LOGGER = ("i=0; while true; do i=$((i+1)); echo \"line $i\"; "
-          "printf '\\033[31mred %s\\033[0m\\n' $i >&2; sleep 0.1; done")
+LOGGER = ('i=0; while true; do i=$((i+1)); echo "line $i"; '
+          'printf "\\033[31mred %s\\033[0m\\n" $i >&2; sleep 0.1; done')
 
 
 def test_anonymous_socket_is_refused_with_4401(stack: Stack, browser: Any):
@@ -98,6 +98,6 @@ def test_container_journey_from_form_to_logs_stats_and_stop(stack: Stack, browse
     page.wait_for_function("() => document.getElementById('import-progress').dataset.status "
                            "=== 'succeeded'", timeout=60_000)
     assert page.locator("#import-progress").evaluate("e => e.value") == 1
-    assert "imported e2e/uploaded:1" in page.locator("#import-text").inner_text()
+    assert "e2e/uploaded:1" in page.locator("#import-text").inner_text()
     assert not [e for e in errors if "Content Security Policy" in e], errors
     page.close()
