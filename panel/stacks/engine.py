@@ -340,7 +340,9 @@ class Deployment:
 
     def _wait(self, replicas: list[Replica], service: ServiceSpec, monitor: bool) -> None:
         """Until every replica is ready (running, and healthy when it has a health check),
-        then, with `monitor`, stays so for update_config.monitor; DeployFailed otherwise."""
+        then, with `monitor`, does not fail (exit, turn unhealthy) for update_config.monitor;
+        DeployFailed otherwise. A report that arrives late with an older health ("starting")
+        does not count as a failure."""
         if not replicas:
             return
         action = service.update_config["failure_action"]
@@ -363,11 +365,7 @@ class Deployment:
                                        f"{_why(item.replica.container)}", action)
                 if state == "ready":
                     item.ready_at = item.ready_at or now
-                elif item.ready_at is not None:
-                    raise DeployFailed(f"{service.name} replica {item.replica.slot} stopped "
-                                       f"being ready within the monitor window "
-                                       f"({_why(item.replica.container)})", action)
-                elif now - item.since > limit:
+                elif item.ready_at is None and now - item.since > limit:
                     raise DeployFailed(f"{service.name} replica {item.replica.slot} was not "
                                        f"ready within {limit:g}s "
                                        f"({_why(item.replica.container)})", action)

@@ -31,7 +31,8 @@ class ComposeInvalid(ValidationFailed):
     """The compose file was refused: `errors["compose"]` lists {path, line, column, message}."""
 
     def __init__(self, issues: list[dict[str, Any]]):
-        super().__init__({"compose": issues})  # type: ignore[dict-item]
+        super().__init__({"compose": [f"line {i['line']}, column {i['column']}: "
+                                      f"{i['path']}: {i['message']}" for i in issues]})
         self.errors = {"compose": issues}  # type: ignore[dict-item]
 
 

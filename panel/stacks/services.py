@@ -63,12 +63,9 @@ def _resolve_stack(stack: Stack, allow_bind_mounts: bool) -> Any:
                    stack.scale, allow_bind_mounts)
 
 
-@transaction.atomic
-def create_stack(actor: Actor, name: str, compose: str, project: Project | None = None,
-                 environment: dict[str, str] | None = None,
-                 secrets: dict[str, str] | None = None, allow_bind_mounts: bool = False,
-                 template: str = "") -> Stack:
-    """A new stack from compose text; refused (nothing written) when the file or a field is."""
+def _create(actor: Actor, name: str, compose: str, project: Project | None,
+            environment: dict[str, str] | None, secrets: dict[str, str] | None,
+            allow_bind_mounts: bool) -> Stack:
     name = check_name(name)
     environment = check_variables("environment", environment)
     secrets = check_variables("secrets", secrets)
@@ -78,14 +75,22 @@ def create_stack(actor: Actor, name: str, compose: str, project: Project | None 
                                          "name or update that stack"]})
     try:
         with transaction.atomic():
-            stack = Stack.objects.create(
+            return Stack.objects.create(
                 name=name, project=project, compose=compose, environment=environment,
                 secrets_encrypted=encrypt_secrets(secrets), secret_names=sorted(secrets),
                 created_by=actor.name)
     except IntegrityError:
         raise ValidationFailed({"name": [f"a stack named {name!r} already exists"]}) from None
-    record_event(actor, "stack.create", stack, after=stack_summary(stack),
-                 **({"template": template} if template else {}))
+
+
+@transaction.atomic
+def create_stack(actor: Actor, name: str, compose: str, project: Project | None = None,
+                 environment: dict[str, str] | None = None,
+                 secrets: dict[str, str] | None = None,
+                 allow_bind_mounts: bool = False) -> Stack:
+    """A new stack from compose text; refused (nothing written) when the file or a field is."""
+    stack = _create(actor, name, compose, project, environment, secrets, allow_bind_mounts)
+    record_event(actor, "stack.create", stack, after=stack_summary(stack))
     return stack
 
 
@@ -261,13 +266,19 @@ def save_as_template(actor: Actor, stack: Stack, name: str, title: str = "",
 @transaction.atomic
 def deploy_template(actor: Actor, template: Any, name: str, project: Project | None,
                     values: dict[str, Any] | None) -> Revision:
-    """Create a stack from a template (catalogue.Template) with typed `values`, and deploy it."""
+    """Create a stack from a template (catalogue.Template) with typed `values`, and deploy it
+    (one step, one audit event)."""
     from panel.stacks.catalogue import check_values
 
     environment, secrets = check_values(template.parameters, values or {})
-    stack = create_stack(actor, name, template.compose, project, environment, secrets,
-                         template=template.key)
-    return deploy_stack(actor, stack, message=f"from template {template.title}")
+    stack = _create(actor, name, template.compose, project, environment, secrets, False)
+    revision = _new_revision(actor, stack, _resolve_stack(stack, False),
+                             f"from template {template.title}")
+    record_event(actor, "stack.create", stack, after=stack_summary(stack),
+                 template=template.key, revision=revision.number,
+                 operation=str(revision.operation_id))
+    _send_deploy(revision)
+    return revision
 
 
 # --- written by the deploy engine -------------------------------------------------------------
@@ -284,7 +295,10 @@ def finish_revision(actor: Actor, revision: Revision, status: str, reason: str,
     """Record the outcome of a deploy; a succeeded revision becomes the stack's current one."""
     _lock(revision.stack)
     revision = Revision.objects.select_for_update().select_related("stack").get(pk=revision.pk)
-    revision.status, revision.reason = status, reason or revision.reason
+    revision.status = status
+    # a revision made for a reason (a rollback) keeps it, followed by the outcome
+    revision.reason = f"{revision.reason}; {reason}" if revision.reason and reason else \
+        reason or revision.reason
     revision.result = {**revision.result, **result}
     revision.finished_at = timezone.now()
     revision.save()

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
-from pyroute2 import IPRoute, NetlinkError, NetNS, netns
+from pyroute2 import IPRoute, NetlinkError
 
 from runtime.errors import RuntimeFailure
+from runtime.network import namespaces
 
 NETNS_DIR = "/run/netns"
 BRIDGE_PREFIX = "bt-"
@@ -96,26 +97,23 @@ def delete_link(name: str) -> None:
 
 def create_netns(name: str, loopback_up: bool = True) -> str:
     """A new named network namespace, with `lo` up unless the caller does that itself (add_veth
-    with `loopback_up`, saving a second netlink session); returns its path."""
+    with `loopback_up`); returns its path."""
+    def bring_up_loopback() -> None:
+        with IPRoute() as ns:  # created inside the new namespace (namespaces.py)
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+
     try:
-        netns.create(name)
-    except (OSError, NetlinkError) as exc:
-        raise RuntimeFailure(f"create network namespace {name}: {exc}") from None
-    if loopback_up:
-        try:
-            with NetNS(name) as ns:
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        except BaseException:
-            delete_netns(name)
-            raise
+        namespaces.create(name, bring_up_loopback if loopback_up else None)
+    except NetlinkError as exc:
+        raise RuntimeFailure(f"create network namespace {name}: the kernel refused to bring "
+                             f"up its loopback ({exc.args[-1]})") from None
     return netns_path(name)
 
 
 def delete_netns(name: str) -> None:
     """Remove a named namespace (its veth ends go with it; the host ends follow)."""
     if os.path.exists(netns_path(name)):
-        with contextlib.suppress(FileNotFoundError):
-            netns.remove(name)
+        namespaces.remove(name)
 
 
 def netns_exists(name: str) -> bool:
@@ -129,23 +127,16 @@ def add_veth(ns_name: str, bridge: str, bridge_address: IPv4Interface, host_ifna
     a veth pair whose host end joins `bridge` and whose other end becomes `ifname` in
     namespace `ns_name` with `address` and, when `gateway` is given, the default route; with
     `loopback_up`, `lo` is brought up too. Returns the interface's MAC address. On failure
-    nothing stays."""
-    peer = f"{host_ifname}p"
-    try:
-        with _netlink(f"create veth {host_ifname}") as ipr:
-            bridge_index = _index(ipr, bridge)
-            if bridge_index is None:
-                ensure_bridge(bridge, bridge_address)
-                bridge_index = _index(ipr, bridge)
-            ipr.link("add", ifname=host_ifname, kind="veth",
-                     peer={"ifname": peer, "net_ns_fd": ns_name})
-            host_index = _index(ipr, host_ifname)
-            ipr.link("set", index=host_index, master=bridge_index, state="up")
-        with NetNS(ns_name) as ns:
+    nothing stays.
+
+    Two netlink sessions: one on the host creates the pair (the host end enslaved and up, the
+    other end born in the namespace under its final name), one inside the namespace
+    (namespaces.run_inside) gives it its address and route."""
+    def configure_inside() -> str:
+        with IPRoute() as ns:
             if loopback_up:
                 ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-            index = ns.link_lookup(ifname=peer)[0]
-            ns.link("set", index=index, ifname=ifname)
+            index = ns.link_lookup(ifname=ifname)[0]
             ns.addr("add", index=index, address=str(address.ip),
                     prefixlen=address.network.prefixlen)
             ns.link("set", index=index, state="up")
@@ -153,6 +144,20 @@ def add_veth(ns_name: str, bridge: str, bridge_address: IPv4Interface, host_ifna
                 ns.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=index)
             link = ns.get_links(index)[0]
             return str(link.get_attr("IFLA_ADDRESS"))
+
+    try:
+        with _netlink(f"create veth {host_ifname}") as ipr:
+            bridge_index = _index(ipr, bridge)
+            if bridge_index is None:
+                ensure_bridge(bridge, bridge_address)
+                bridge_index = _index(ipr, bridge)
+            namespace_fd = os.open(netns_path(ns_name), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("add", ifname=host_ifname, kind="veth", master=bridge_index,
+                         state="up", peer={"ifname": ifname, "net_ns_fd": namespace_fd})
+            finally:
+                os.close(namespace_fd)
+        return namespaces.run_inside(ns_name, configure_inside)
     except NetlinkError as exc:
         delete_link(host_ifname)
         raise RuntimeFailure(f"wire {ifname} of namespace {ns_name} onto {bridge}: "

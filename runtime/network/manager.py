@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
@@ -330,7 +332,13 @@ class NetworkManager:
         return fsutil.read_json(self.sandbox_dir / f"{owner}.json")
 
     def _save_sandbox(self, sandbox: dict[str, Any]) -> None:
-        fsutil.write_json_atomic(self.sandbox_dir / f"{sandbox['Id']}.json", sandbox)
+        """Atomically, without fsync: a sandbox describes namespaces and links that do not
+        survive a reboot either, and `reconcile` drops records whose namespace is gone."""
+        path = self.sandbox_dir / f"{sandbox['Id']}.json"
+        self.sandbox_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sandbox))
+        os.replace(tmp, path)
 
     def _wire(self, sandbox: dict[str, Any], network: Network, request: EndpointRequest,
               address: Any, gateway: Any) -> None:

@@ -19,6 +19,7 @@ from panel.access import services as access
 from panel.audit.models import AuditEvent
 from panel.audit.services import Actor
 from panel.fleet import services as fleet
+from panel.stacks import services as stacks
 from panel.workloads import services as workloads
 from tests.panel.fixtures import container_state
 
@@ -35,6 +36,10 @@ HELPERS = {
                               "two_factor_required"},
     "panel.audit.services": {"record_event", "append", "redact", "writes_suspended"},
     "panel.fleet.services": set(),
+    # the deploy engine's writers: exercised with real agents in tests/panel/stacks
+    "panel.stacks.services": {"stack_summary", "stack_secrets", "claim_revision",
+                              "finish_revision", "pin_image_digests", "add_replica",
+                              "drop_replica", "record_image_updates"},
 }
 
 
@@ -135,7 +140,40 @@ CALLS: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
         "remove_totp": lambda w: access.remove_totp(w["actor"], w["user"]),
     },
 }
+STACK = "services:\n  web:\n    image: busybox\n    environment: {PW: '${PW}'}\n"
+
+
+def _stack(w: dict[str, Any]) -> Any:
+    """A stack whose revision 1 is deployed (its secret is SECRET)."""
+    from panel.stacks.models import Revision
+
+    stack = stacks.create_stack(w["actor"], "s0", STACK, w["project"], secrets={"PW": SECRET})
+    revision = stacks.deploy_stack(w["actor"], stack)
+    Revision.objects.filter(pk=revision.pk).update(status=Revision.SUCCEEDED)
+    stack.current_revision = revision
+    return stack
+
+
+CALLS["panel.stacks.services"] = {
+    "create_stack": lambda w: stacks.create_stack(w["actor"], "s1", STACK, w["project"],
+                                                  secrets={"PW": SECRET}),
+    "update_stack": lambda w: stacks.update_stack(w["actor"], w["pre"],
+                                                  secrets={"PW": SECRET + "2"}),
+    "deploy_stack": lambda w: stacks.deploy_stack(w["actor"], w["pre"]),
+    "rollback_stack": lambda w: stacks.rollback_stack(w["actor"], w["pre"], 1),
+    "scale_service": lambda w: stacks.scale_service(w["actor"], w["pre"], "web", 2),
+    "remove_stack": lambda w: stacks.remove_stack(w["actor"], w["pre"]),
+    "save_as_template": lambda w: stacks.save_as_template(w["actor"], w["pre"], "tpl"),
+    "remove_template": lambda w: stacks.remove_template(w["actor"], w["pre"]),
+    "deploy_template": lambda w: stacks.deploy_template(
+        w["actor"], __import__("panel.stacks.catalogue", fromlist=["builtin"]).builtin()[
+            "scheduled-worker"], "tw", w["project"], {}),
+}
+
 SETUP: dict[str, Callable[[dict[str, Any]], Any]] = {
+    **{name: _stack for name in ("update_stack", "deploy_stack", "rollback_stack",
+                                 "scale_service", "remove_stack", "save_as_template")},
+    "remove_template": lambda w: stacks.save_as_template(w["actor"], _stack(w), "tpl"),
     "remove_volume": lambda w: workloads.create_volume(w["actor"], "gone")[0],
     "remove_network": lambda w: workloads.create_network(w["actor"], "gone")[0],
     "remove_team": lambda w: access.create_team(w["actor"], "empty"),

@@ -4,6 +4,7 @@ that wait for revisions and send HTTP requests the whole time a rolling update r
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -20,13 +21,13 @@ from tests.panel.fixtures import control_worker
 
 
 def session_root_parent() -> Path:
-    """TEST_ROOT_PARENT of this pytest session (tests/conftest.py), so the session's leak check
-    covers the agent's root; a private one outside pytest."""
-    for module in list(sys.modules.values()):
-        parent = getattr(module, "TEST_ROOT_PARENT", None)
-        if isinstance(parent, Path):
-            return parent
-    return Path("/var/tmp/berth-bench") / f"p{time.time_ns()}"
+    """TEST_ROOT_PARENT of this pytest session (tests/conftest.py names the session's cgroup
+    parent after it), so the session's leak check covers the agent's root; a private one
+    outside pytest."""
+    cgroup_parent = os.environ.get("BERTH_CGROUP_PARENT", "")
+    if cgroup_parent.startswith("berth-test-"):
+        return Path("/var/tmp/berth-tests") / cgroup_parent.removeprefix("berth-test-")
+    return Path("/var/tmp/berth-bench") / f"p{os.getpid()}-{time.time_ns()}"
 
 
 @dataclass

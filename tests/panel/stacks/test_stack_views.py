@@ -1,0 +1,62 @@
+"""Stack pages: the editor shows compose errors at their lines and creates nothing, the stack
+page lists services and revisions, the catalogue deploys a template from its form, and pages
+follow the access policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from panel.stacks.models import Revision, Stack
+
+pytestmark = pytest.mark.django_db
+
+GOOD = "services:\n  web:\n    image: busybox\n    command: [httpd, -f]\n"
+BAD = "services:\n  web:\n    image: busybox\n    privileged: true\n"
+
+
+@pytest.fixture
+def browser(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_editor_marks_the_bad_line_and_creates_nothing(browser):
+    page = browser.post("/stacks/new/", {"name": "web", "compose": BAD, "project": ""})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'id="line-4"' in text and "services.web.privileged" in text
+    assert "nothing was changed" in text and not Stack.objects.exists()
+
+
+def test_editor_creates_and_deploys_then_the_stack_page_shows_it(browser):
+    made = browser.post("/stacks/new/", {"name": "web", "compose": GOOD, "project": ""})
+    assert made.status_code == 302
+    stack = Stack.objects.get()
+    assert Revision.objects.get(stack=stack).number == 1
+    page = browser.get(made["Location"]).content.decode()
+    assert "Revisions" in page and "Services" in page and 'id="stack-log"' in page
+    assert "web" in browser.get("/stacks/").content.decode()
+
+
+def test_catalogue_form_deploys_a_template(browser):
+    assert "Static web site" in browser.get("/stacks/templates/").content.decode()
+    refused = browser.post("/stacks/templates/static-site/", {"name": "site", "PORT": "0"})
+    assert refused.status_code == 200 and "must be from 1 to 65535" in refused.content.decode()
+    made = browser.post("/stacks/templates/static-site/", {"name": "site", "PORT": "8099",
+                                                            "REPLICAS": "2"})
+    assert made.status_code == 302
+    assert Revision.objects.get(stack__name="site").spec["services"]["web"]["replicas"] == 2
+
+
+def test_outsiders_get_404_for_a_stack_page(browser, db):
+    from django.contrib.auth import get_user_model
+
+    browser.post("/stacks/new/", {"name": "web", "compose": GOOD, "project": ""})
+    stranger = Client()
+    stranger.force_login(get_user_model().objects.create_user("zed", password="x" * 12))
+    assert stranger.get(f"/stacks/{Stack.objects.get().pk}/").status_code == 404
+    assert "web" not in stranger.get("/stacks/").content.decode().split("<main")[1]
