@@ -95,6 +95,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the control worker write the same file: wait for locks instead of failing
     # at once (WAL mode is switched on per connection in panel.fleet.apps).
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Write transactions take SQLite's write lock when they begin, so a transaction that reads
+    # first and writes later waits for the lock instead of failing with "database is locked"
+    # when another process wrote in between (SQLite cannot upgrade a read lock then).
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     # Tests run the control worker as a separate process, so the test database is a file too.
     DATABASES["default"]["TEST"] = {"NAME": str(STATE_DIR / "test-berth.sqlite3")}
 
