@@ -7,13 +7,14 @@ import argparse
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from runtime.cli.output import human_size, print_json, print_table
 from runtime.errors import BerthError, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
+    from runtime.containers.logs import RawEntry
     from runtime.containers.manager import ContainerManager
     from runtime.containers.options import RunOptions
     from runtime.containers.record import Container
@@ -211,7 +212,7 @@ def _supervise_if_needed(manager: ContainerManager, container: Any) -> None:
 def attach(manager: ContainerManager, container: Container, remove: bool = False) -> int:
     """Print the container's output as it comes, forward SIGINT/SIGTERM to it, and return its
     exit code once it exits (docker run without -d)."""
-    from runtime.containers.logs import follow, format_entry
+    from runtime.containers.logs import follow_raw
 
     def forward(signum: int, _frame: Any) -> None:
         try:
@@ -221,10 +222,10 @@ def attach(manager: ContainerManager, container: Container, remove: bool = False
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for entry in follow(container.log_path, 0, lambda: manager.has_exited(container)):
-            stream = sys.stderr if entry.stream == "stderr" else sys.stdout
-            stream.write(format_entry(entry, timestamps=False))
-            stream.flush()
+        output = _LogOutput(timestamps=False)
+        for batch in follow_raw(container.log_path, 0, lambda: manager.has_exited(container)):
+            output.write(batch)
+            output.flush()
         code = manager.wait(container.id)
     finally:
         for signum, handler in previous.items():
@@ -386,7 +387,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from runtime.containers.logs import follow, format_entry, parse_time, read_entries
+    from runtime.containers.logs import LogReader, follow_raw, parse_time
 
     manager = _host(args).containers
     container = manager.get(args.container)
@@ -397,20 +398,64 @@ def _logs(args: argparse.Namespace) -> int:
         tail = int(args.tail)
     since = parse_time(args.since, "--since")
     until = parse_time(args.until, "--until")
-    entries, offset = read_entries(container.log_path, since=since, until=until, tail=tail)
-    for entry in entries:
-        _write(entry.stream, format_entry(entry, args.timestamps))
+    reader = LogReader(container.log_path, since=since, until=until, tail=tail)
+    output = _LogOutput(args.timestamps)
+    output.write(reader)
+    output.flush()
     if args.follow and container.running:
-        for entry in follow(container.log_path, offset, lambda: manager.has_exited(container),
-                            until=until):
-            _write(entry.stream, format_entry(entry, args.timestamps))
+        for batch in follow_raw(container.log_path, reader.offset,
+                                lambda: manager.has_exited(container), until=until):
+            output.write(batch)
+            output.flush()
     return 0
 
 
-def _write(stream: str, text: str) -> None:
-    target = sys.stderr if stream == "stderr" else sys.stdout
-    target.write(text)
-    target.flush()
+class _LogOutput:
+    """Writes log entries to stdout/stderr as docker does, in large writes: consecutive
+    entries of one stream are joined, and the pending bytes go out when the stream changes,
+    when they pass `LIMIT`, and at `flush()` (so the order across the two streams holds)."""
+
+    LIMIT = 1 << 16
+
+    def __init__(self, timestamps: bool):
+        self.timestamps = timestamps
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.stream = b""
+
+    def write(self, entries: Iterable[RawEntry]) -> None:
+        from runtime.containers.logs import format_raw
+
+        timestamps, parts = self.timestamps, self.parts
+        for entry in entries:
+            if entry[1] != self.stream:
+                self.flush()
+                self.stream = entry[1]
+            if entry[3] and not timestamps:
+                parts.append(entry[2])
+                parts.append(b"\n")
+                self.size += len(entry[2]) + 1
+            else:
+                data = format_raw(entry, timestamps)
+                parts.append(data)
+                self.size += len(data)
+            if self.size >= self.LIMIT:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            target = sys.stderr if self.stream == b"stderr" else sys.stdout
+            target.flush()  # anything printed as text before
+            data = b"".join(self.parts)
+            binary = getattr(target, "buffer", None)
+            if binary is not None:
+                binary.write(data)
+                binary.flush()
+            else:  # a text-only stream (output captured in-process)
+                target.write(data.decode("utf-8", errors="replace"))
+                target.flush()
+            self.parts.clear()
+            self.size = 0
 
 
 def _wait(args: argparse.Namespace) -> int:

@@ -142,29 +142,31 @@ class ContainerManager:
             config["Hostname"] = (socket.gethostname() if host_config.get("NetworkMode") == "host"
                                   else container_id[:12])
         config["Env"] = _default_env(config["Env"], config["Hostname"], user.home)
+        requested = opts.validate_name(options.name) if options.name else None
         with self.store.lock():
-            taken = self.store.names()
-            if options.name:
-                name = opts.validate_name(options.name)
-                if name in taken:
-                    owner = next(c for c in self.store.all() if c.name == name)
-                    raise Conflict(
-                        f"the container name {name!r} is already in use by container "
-                        f"{owner.short_id}; remove it or choose another --name"
-                    )
+            if requested is not None:
+                name = requested
             else:
                 from runtime.containers.names import generate_name
 
-                name = generate_name(taken)
+                name = generate_name(_TakenNames(self.store))
+            self.store.claim_name(name, container_id)  # Conflict if taken
             directory = self.store.directory(container_id)
-            directory.mkdir(parents=True)
             container = Container(
                 id=container_id, name=name, created=now_iso(), image_id=image.id,
                 image_ref=options.image, config=config, host_config=host_config, mounts=[],
                 runtime=runtime_path, directory=directory,
                 network_settings=network_settings,
             )
-            self.store.save(container)
+            try:
+                directory.mkdir(parents=True)
+                self.store.save(container)
+            except BaseException:
+                import shutil
+
+                shutil.rmtree(directory, ignore_errors=True)
+                self.store.release_name(container, locked=True)
+                raise
         created_volumes: builtins.list[str] = []
         try:
             container.mounts = self._prepare_mounts(requests, config, created_volumes)
@@ -319,7 +321,7 @@ class ContainerManager:
             self._write_bundle(container, image_layers, namespace)
             pid = monitor.launch(container, runtime, self.store.exit_dir, socket_dir,
                                  self._exit_command(container), self.log_size_max)
-            runtime.start(container.id)
+            runtime.start(container.id, pid)
         except BaseException as exc:
             self._teardown(container)
             container.state["Error"] = str(exc)
@@ -707,6 +709,16 @@ def remove_empty_cgroup_parents() -> None:
             candidate.rmdir()
         except OSError:
             pass
+
+
+class _TakenNames:
+    """`name in taken` through the store's name index (for `generate_name`)."""
+
+    def __init__(self, store: ContainerStore):
+        self.store = store
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.store.name_owner(name) is not None
 
 
 def _labels_match(labels: dict[str, str], wanted: dict[str, str | None]) -> bool:

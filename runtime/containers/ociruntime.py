@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import stat
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 from runtime.errors import ContainerNotRunning, NotFound, RuntimeFailure
 
 CANDIDATES = ("crun", "runc")
+FIFO_TIMEOUT = 30.0  # how long a start waits for runc's init to take the exec fifo
 _probe_cache: dict[str, str] = {}
 
 
@@ -55,8 +59,53 @@ class OCIRuntime:
         except ValueError:
             return None
 
-    def start(self, container_id: str) -> None:
+    def start(self, container_id: str, init_pid: int | None = None) -> None:
+        """Start a created container (its process execs the configured command).
+
+        For runc, with the container's `init_pid`, this is done as `runc start` does it, without
+        the extra process (~6 ms of Go start-up per container): runc's init waits to open
+        `STATE/ID/exec.fifo` for writing; opening it for reading lets it go on, it writes one
+        byte and execs, and removing the fifo marks the container as running. When anything
+        about that differs (another runtime or version, the init gone), `runc start` itself
+        runs and reports."""
+        if self.name == "runc" and init_pid and self._release_exec_fifo(container_id, init_pid):
+            return
         self._run("start", container_id)
+
+    def _release_exec_fifo(self, container_id: str, init_pid: int) -> bool:
+        """runc's start handshake (see `start`); False when it could not be done here."""
+        fifo = self.state_root / container_id / "exec.fifo"
+        try:
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return False
+        received = b""
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return False
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            deadline = time.monotonic() + FIFO_TIMEOUT
+            while True:
+                if poller.poll(100):
+                    try:
+                        chunk = os.read(fd, 64)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        break  # the init wrote its byte and closed: it is exec'ing now
+                    received += chunk
+                elif not _process_alive(init_pid) or time.monotonic() > deadline:
+                    break
+        finally:
+            os.close(fd)
+        if not received:
+            return False
+        try:
+            os.unlink(fifo)
+        except FileNotFoundError:
+            pass
+        return True
 
     def kill(self, container_id: str, signal: int, all_processes: bool = False) -> None:
         """Send `signal`; raises ContainerNotRunning when the container has already stopped."""
@@ -102,6 +151,15 @@ class OCIRuntime:
             return json.loads(result.stdout).get("data") or {}
         except ValueError:
             raise RuntimeFailure(f"{self.name} events --stats printed no JSON") from None
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def exec_failure_code(log_file: Path) -> int | None:

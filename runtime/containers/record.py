@@ -8,6 +8,7 @@ Layout under the runtime root:
     containers/<id>/userdata/        conmon's persist dir (oom file, conmon pid)
     containers/<id>/ctr.log          conmon's k8s-file log
     containers/<id>/hosts, hostname, resolv.conf
+    containers/.names/<name>         the name index: holds the id of the container named so
     exits/<id>                       the exit code conmon writes when the container stops
 
 The record keeps docker's field names (Config, HostConfig, State…) so `inspect` is nearly a
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from runtime import fsutil
 from runtime.errors import Conflict, NotFound
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+_NAME_CHARS = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # what a container name can be
 
 # Docker's State.Status values
 CREATED, RUNNING, PAUSED, RESTARTING, REMOVING, EXITED, DEAD = (
@@ -163,6 +166,7 @@ class ContainerStore:
         self.dir = root / "containers"
         self.exit_dir = root / "exits"
         self.lock_path = self.dir / ".lock"
+        self.names_dir = self.dir / ".names"
 
     def directory(self, container_id: str) -> Path:
         return self.dir / container_id
@@ -182,7 +186,7 @@ class ContainerStore:
         path = self.record_path(container.id)
         tmp = path.with_name(f".container.json.{os.getpid()}.tmp")
         with open(tmp, "w") as f:
-            json.dump(container.to_json(), f, indent=1)
+            f.write(json.dumps(container.to_json()))  # compact: the C encoder, no indent
         os.replace(tmp, path)
 
     def load(self, container_id: str) -> Container | None:
@@ -207,21 +211,34 @@ class ContainerStore:
             if container is not None:
                 yield container
 
-    def names(self) -> set[str]:
-        return {c.name for c in self.all()}
-
     def find(self, ref: str) -> Container:
-        """By full id, unique id prefix or name (docker's order: id, then name, then prefix)."""
+        """By full id, name or unique id prefix (docker's order)."""
         ref = ref.removeprefix("/")
         if len(ref) == 64:
             found = self.load(ref)
             if found is not None:
                 return found
+        if not self._index_complete():
+            return self._find_by_scan(ref)
+        if _NAME_CHARS.fullmatch(ref):
+            owner = self.name_owner(ref)
+            found = self.load(owner) if owner is not None else None
+            if found is not None and found.name == ref:
+                return found
+        prefix = ref.lower()
+        matches = [i for i in self.ids() if i.startswith(prefix)] if ref else []
+        return self._one(ref, [c for c in (self.load(i) for i in matches) if c is not None])
+
+    def _find_by_scan(self, ref: str) -> Container:
         containers = list(self.all())
         for container in containers:
             if container.name == ref:
                 return container
         matches = [c for c in containers if c.id.startswith(ref.lower())] if ref else []
+        return self._one(ref, matches)
+
+    @staticmethod
+    def _one(ref: str, matches: list[Container]) -> Container:
         if len(matches) > 1:
             raise Conflict(f"container id prefix {ref!r} is ambiguous: give more characters")
         if matches:
@@ -230,9 +247,75 @@ class ContainerStore:
             f"no such container: {ref!r}; `berth-runtime ps -a` lists the containers on this host"
         )
 
+    def names(self) -> set[str]:
+        """Every container's name (reads every record: prefer `name_owner`)."""
+        return {c.name for c in self.all()}
+
+    # -- the name index --------------------------------------------------------------------
+    # One marker file per name, `.names/<name>`, holding the owner's id: checking or claiming a
+    # name costs one file, not a parse of every record. Claims and releases happen under the
+    # store lock; a marker whose owner has no record any more (a crash between the two, or a
+    # record removed by hand) is stale and the name is free again.
+    def _index_complete(self) -> bool:
+        return (self.names_dir / ".complete").exists()
+
+    def _ensure_index(self) -> None:
+        """Build the index from the records once (roots made before it existed). Call under
+        the store lock."""
+        if self._index_complete():
+            return
+        self.names_dir.mkdir(parents=True, exist_ok=True)
+        for container in self.all():
+            self._write_marker(container.name, container.id)
+        (self.names_dir / ".complete").touch()
+
+    def _write_marker(self, name: str, container_id: str) -> None:
+        tmp = self.names_dir / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(container_id)
+        os.replace(tmp, self.names_dir / name)
+
+    def _marker_owner(self, name: str) -> str | None:
+        try:
+            return (self.names_dir / name).read_text().strip() or None
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    def name_owner(self, name: str) -> str | None:
+        """The id of the container called `name`, or None when the name is free."""
+        if not self._index_complete():
+            return next((c.id for c in self.all() if c.name == name), None)
+        owner = self._marker_owner(name)
+        if owner is not None and self.record_path(owner).exists():
+            return owner
+        return None
+
+    def claim_name(self, name: str, container_id: str) -> None:
+        """Take `name` for `container_id`. Call under the store lock; a name held by a live
+        container is a Conflict naming it."""
+        self._ensure_index()
+        owner = self.name_owner(name)
+        if owner is not None and owner != container_id:
+            raise Conflict(f"the container name {name!r} is already in use by container "
+                           f"{owner[:12]}; remove it or choose another --name")
+        self._write_marker(name, container_id)
+
+    def release_name(self, container: Container, locked: bool = False) -> None:
+        """Free the container's name, unless another container has taken it meanwhile
+        (`locked`: the caller holds the store lock already)."""
+        if not self.names_dir.is_dir():
+            return
+        if not locked:
+            with self.lock():
+                self.release_name(container, locked=True)
+        elif self._marker_owner(container.name) == container.id:
+            (self.names_dir / container.name).unlink(missing_ok=True)
+
     def remove(self, container: Container) -> None:
+        """Delete the record and its directory, then free the name (in that order: a crash in
+        between leaves a stale marker, which is reclaimed, never a name without a marker)."""
         (self.exit_dir / container.id).unlink(missing_ok=True)
         shutil.rmtree(container.directory, ignore_errors=True)
+        self.release_name(container)
 
 
 def age(timestamp: str) -> float:

@@ -66,12 +66,20 @@ def link_exists(ifname: str) -> bool:
 
 def ensure_bridge(name: str, gateway: IPv4Interface) -> None:
     """Create bridge `name` with the gateway address and bring it up (idempotent). Its
-    route_localnet is set so that ports published on 127.0.0.1 can be DNATed onto it."""
+    route_localnet is set so that ports published on 127.0.0.1 can be DNATed onto it.
+
+    The bridge gets a MAC address of its own (as Docker's and netavark's bridges do): left
+    unset, Linux gives a bridge the lowest MAC of its ports, so it changes whenever a container
+    comes or goes, and the containers' cached neighbour entry for the gateway then points at a
+    MAC nobody answers to (DNS and outbound traffic stall until it expires)."""
     with _netlink(f"create bridge {name}") as ipr:
         index = _index(ipr, name)
         if index is None:
-            ipr.link("add", ifname=name, kind="bridge")
+            ipr.link("add", ifname=name, kind="bridge", address=_local_mac())
             index = _index(ipr, name)
+        elif not _mac_pinned(name):  # made before bridges got their own MAC: keep the current
+            mac = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
+            ipr.link("set", index=index, address=mac)
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                 for a in ipr.get_addr(family=2, index=index)}
         if (str(gateway.ip), gateway.network.prefixlen) not in have:
@@ -84,6 +92,22 @@ def ensure_bridge(name: str, gateway: IPv4Interface) -> None:
 def enable_forwarding() -> None:
     """Routing between bridges and the outside needs IPv4 forwarding on (it usually is)."""
     _sysctl("net/ipv4/ip_forward", "1")
+
+
+def _local_mac() -> str:
+    """A random, locally administered unicast MAC address."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def _mac_pinned(ifname: str) -> bool:
+    """Whether the link's MAC was set explicitly (addr_assign_type 3, NET_ADDR_SET)."""
+    try:
+        with open(f"/sys/class/net/{ifname}/addr_assign_type") as f:
+            return f.read().strip() == "3"
+    except OSError:
+        return True  # cannot tell: leave it alone
 
 
 def delete_link(name: str) -> None:

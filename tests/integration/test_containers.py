@@ -260,9 +260,11 @@ def test_a_failed_run_rolls_back_everything(host, tmp_path, monkeypatch):
     with pytest.raises(InvalidArgument, match="does not exist"):
         run(host, "true", volumes=["fresh:/a", f"{tmp_path}/missing:/b"])
     with pytest.raises(RuntimeFailure, match="nosuchcommand") as failure:
-        run(host, "nosuchcommand", volumes=["fresh2:/a"])
+        run(host, "nosuchcommand", volumes=["fresh2:/a"], name="named-once")
     assert failure.value.exit_code == 127
     assert leftovers() == []
+    assert host.containers.store.name_owner("named-once") is None  # the name is free again
+    assert not (containers_dir / ".names" / "named-once").exists()
     assert not host.volumes.exists("fresh") and not host.volumes.exists("fresh2")
     mounts = Path("/proc/mounts").read_text()
     assert str(host.root) not in mounts

@@ -327,3 +327,24 @@ def test_teardown_and_network_removal_leave_nothing(networks: NetworkManager) ->
     assert not filtering.installed(networks.table)
     rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
     assert net.bridge not in rules
+
+
+def test_the_bridge_keeps_its_mac_while_containers_come_and_go(networks):
+    """Left to itself a bridge takes its lowest port's MAC, so the gateway's MAC would change
+    under the containers' neighbour caches; Berth's bridges have their own."""
+    network = networks.create("steady", subnet="10.91.7.0/24")
+    sysfs = Path("/sys/class/net") / network.bridge
+    assert (sysfs / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+    mac = (sysfs / "address").read_text()
+    for owner in OWNERS:
+        _setup(networks, owner, f"box-{owner[0]}", EndpointRequest("steady"))
+    networks.teardown(OWNER_A)
+    assert (sysfs / "address").read_text() == mac
+    sandbox = networks.sandbox(OWNER_B)
+    inside = subprocess.run(["nsenter", f"--net={sandbox['Path']}", "ip", "-o", "link", "show",
+                             "eth0"], capture_output=True, text=True)
+    assert inside.returncode == 0
+    assert f"link/ether {sandbox['Endpoints']['steady']['MacAddress']} " in inside.stdout
+    for owner in OWNERS:
+        networks.teardown(owner)
+        networks.forget(owner)

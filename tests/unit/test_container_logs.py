@@ -51,3 +51,63 @@ def test_since_accepts_durations_and_unix_times():
     assert logs.parse_time("1700000000", "--since") == 1700000000.0
     with pytest.raises(InvalidArgument, match="--since"):
         logs.parse_time("yesterday", "--since")
+
+
+def _reference(text: str, since=None, until=None, tail=None) -> list[tuple[str, str, str]]:
+    """Every entry by a plain forward read (the whole log in memory), then the tail."""
+    assembler = logs._Assembler()
+    found = []
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        entry = assembler.feed(line)
+        if entry is None:
+            continue
+        moment = entry.time
+        if (since is None or moment >= since) and (until is None or moment <= until):
+            found.append((entry.timestamp, entry.stream, entry.text))
+    return found[-tail:] if tail else ([] if tail == 0 else found)
+
+
+def _random_log(rng, records: int) -> str:
+    lines = []
+    for i in range(records):
+        stream = rng.choice(["stdout", "stderr"])
+        tag = "P" if rng.random() < 0.3 else "F"
+        text = f"{stream[3]}{i}" + "x" * rng.randrange(0, 40)
+        lines.append(f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.{i:09d}+00:00 {stream} {tag} "
+                     f"{text}\n")
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_tail_reads_backwards_and_matches_a_full_read(tmp_path, monkeypatch, seed):
+    import random
+
+    monkeypatch.setattr(logs, "BACK_BLOCK", 97)  # many block boundaries inside records
+    rng = random.Random(seed)
+    text = _random_log(rng, 300) + "2026-01-01T01:00:00.0+00:00 stdout F unfinished"
+    path = tmp_path / "ctr.log"
+    path.write_text(text)
+    for tail in (0, 1, 2, 5, 17, 299, 1000):
+        reader = logs.LogReader(path, tail=tail)
+        got = [logs.decode(raw) for raw in reader]
+        assert [(e.timestamp, e.stream, e.text) for e in got] == _reference(text, tail=tail)
+        assert reader.offset == text.rindex("\n") + 1
+    since = logs.parse_time("2026-01-01T00:01:00Z", "--since")
+    until = logs.parse_time("2026-01-01T00:03:00Z", "--until")
+    for tail in (None, 1, 7, 100):
+        entries, _ = logs.read_entries(path, since=since, until=until, tail=tail)
+        assert [(e.timestamp, e.stream, e.text) for e in entries] == _reference(
+            text, since, until, tail)
+
+
+def test_reader_streams_large_logs_in_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "READ_BLOCK", 64)
+    path = tmp_path / "ctr.log"
+    path.write_text("".join(f"2026-01-01T00:00:00.{i:09d}+00:00 stdout {'P' if i % 3 else 'F'} "
+                            f"{i}\n" for i in range(1, 1001)))
+    texts = [raw[2] for raw in logs.LogReader(path)]
+    assert len(texts) == 333 and texts[0] == b"123"
+    assert logs.format_raw((b"2026-01-01T00:00:00.5+00:00", b"stdout", b"hi", True), True) == (
+        b"2026-01-01T00:00:00.5Z hi\n")

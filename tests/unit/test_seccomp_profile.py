@@ -64,3 +64,19 @@ def test_a_missing_profile_file_named_in_the_environment_is_an_error(monkeypatch
         seccomp.profile_path()
     monkeypatch.setenv(seccomp.PROFILE_ENV, "unconfined")
     assert seccomp.profile_path() is None and seccomp.default_filter([]) is None
+
+
+def test_sub_architectures_the_kernel_cannot_run_are_left_out(monkeypatch):
+    profile = {**PROFILE, "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                                       "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}]}
+    result = seccomp.oci_profile(profile, set(), "x86_64", (6, 1),
+                                 frozenset({"SCMP_ARCH_X32"}))
+    assert result["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    config = "CONFIG_IA32_EMULATION=y\n# CONFIG_X86_X32_ABI is not set\n"
+    monkeypatch.setattr(seccomp, "_kernel_config", lambda: config)
+    seccomp.missing_abis.cache_clear()
+    assert seccomp.missing_abis() == {"SCMP_ARCH_X32"}
+    monkeypatch.setattr(seccomp, "_kernel_config", lambda: None)  # unknown: keep them all
+    seccomp.missing_abis.cache_clear()
+    assert seccomp.missing_abis() == frozenset()
+    seccomp.missing_abis.cache_clear()
