@@ -133,6 +133,10 @@ class AuditEventViewSet(Scoped, viewsets.ReadOnlyModelViewSet):
         value = str(self.kwargs.get("pk", ""))
         event = self.get_queryset().filter(seq=int(value)).first() if value.isdigit() else None
         if event is None:
+            hidden = AuditEvent.objects.filter(seq=int(value)).first() if value.isdigit() \
+                else None
+            if hidden is not None:
+                policy.deny_missing(self.actor(), "auditevent.view", hidden)
             raise Http404(f"no audit event #{value}")
         return event
 

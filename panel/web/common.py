@@ -3,13 +3,15 @@ the access policy (404 outside the user's teams), and turning service errors int
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.utils.http import urlencode
 
@@ -48,6 +50,20 @@ def get_visible(request: HttpRequest, queryset: QuerySet, action: str, **lookup:
     obj = get_object_or_404(queryset, **lookup)
     policy.authorize(request.user, action, obj, actor(request))
     return obj
+
+
+def audit_refused_project(request: HttpRequest, action: str) -> None:
+    """Forms offer only the projects where the user may `action` and refuse any other posted
+    id as an invalid choice; such a post is a denied attempt all the same, audited as the API
+    does (reason "outside the user's teams", or the role)."""
+    from panel.access.models import Project
+
+    value = request.POST.get("project", "") if request.method == "POST" else ""
+    project = Project.objects.filter(pk=int(value)).first() if value.isdigit() else None
+    if project is None or policy.projects_for(request.user, action).filter(pk=project.pk).exists():
+        return
+    with contextlib.suppress(Http404, PermissionDenied):
+        policy.authorize_create(request.user, action, project, actor(request))
 
 
 def error_text(exc: Exception) -> str:

@@ -28,7 +28,14 @@ from django.views.decorators.http import require_POST
 from panel.access import policy
 from panel.fleet.models import DOWN, UP, Host
 from panel.live.emit import container_event
-from panel.web.common import actor, error_text, get_visible, human_bytes, signed_in
+from panel.web.common import (
+    actor,
+    audit_refused_project,
+    error_text,
+    get_visible,
+    human_bytes,
+    signed_in,
+)
 from panel.web.forms import ContainerForm
 from panel.workloads import services
 from panel.workloads.models import Container, Operation
@@ -168,9 +175,10 @@ def containers_bulk(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(reverse("web-containers"))
     ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
     who = actor(request)
-    done, failed = [], []
+    done, failed, found = [], [], set()
     for container in policy.visible(request.user, Container.objects.select_related("host"))\
             .filter(pk__in=ids):
+        found.add(container.pk)
         try:
             policy.authorize(request.user, f"container.{action}", container, who)
             _act(who, container, action, force=True)
@@ -183,6 +191,11 @@ def containers_bulk(request: HttpRequest) -> HttpResponse:
                                   "progress is on the operations page")
     for line in failed[:20]:
         messages.error(request, line)
+    unknown = set(ids) - found
+    for container in Container.objects.filter(pk__in=unknown):  # outside the user's teams
+        policy.deny_missing(who, f"container.{action}", container)
+    if unknown:
+        messages.error(request, f"{len(unknown)} selected container(s) not found")
     if not ids:
         messages.error(request, "select at least one container")
     return HttpResponseRedirect(request.POST.get("back") or reverse("web-containers"))
@@ -302,6 +315,7 @@ def _project(request: HttpRequest, value: str, action: str) -> Any:
 def container_create(request: HttpRequest) -> HttpResponse:
     policy.authorize(request.user, "container.create", None, actor(request))
     projects = _project_choices(request, "container.create")
+    audit_refused_project(request, "container.create")
     hosts = list(Host.objects.order_by("name").values_list("name", flat=True))
     form = ContainerForm(request.POST or None, projects=projects, hosts=hosts)
     status = 200

@@ -24,7 +24,14 @@ from django.views.decorators.http import require_POST
 from panel.access import policy
 from panel.fleet.models import UP, Host
 from panel.live import transfers
-from panel.web.common import actor, error_text, get_visible, human_bytes, signed_in
+from panel.web.common import (
+    actor,
+    audit_refused_project,
+    error_text,
+    get_visible,
+    human_bytes,
+    signed_in,
+)
 from panel.web.forms import NetworkForm, PullForm, VolumeForm
 from panel.web.views import _project, _project_choices
 from panel.workloads import services
@@ -113,6 +120,7 @@ def volumes(request: HttpRequest) -> HttpResponse:
         policy.authorize(request.user, "volume.create", None, actor(request))
     form = VolumeForm(request.POST or None)
     form.fields["project"].choices = _project_choices(request, "volume.create")
+    audit_refused_project(request, "volume.create")
     if request.method == "POST" and form.is_valid():
         project = _project(request, form.cleaned_data["project"], "volume.create")
         try:
@@ -183,6 +191,7 @@ def networks(request: HttpRequest) -> HttpResponse:
         policy.authorize(request.user, "network.create", None, actor(request))
     form = NetworkForm(request.POST or None)
     form.fields["project"].choices = _project_choices(request, "network.create")
+    audit_refused_project(request, "network.create")
     if request.method == "POST" and form.is_valid():
         project = _project(request, form.cleaned_data["project"], "network.create")
         try:
@@ -259,8 +268,9 @@ def backup_download(request: HttpRequest, pk: str) -> HttpResponse:
         return HttpResponse("this operation has no backup to download\n", status=409,
                             content_type="text/plain")
     volume = Volume.objects.filter(pk=int(operation.target_id or 0)).first()
-    if volume is None or not policy.can(request.user, "volume.create", volume):
+    if volume is None:
         raise PermissionDenied("you may not download this volume's backup")
+    policy.authorize(request.user, "volume.create", volume, actor(request))  # 403 audited
     response = StreamingHttpResponse(transfers.download(str(result["download"])),
                                      content_type="application/zstd")
     response["Content-Disposition"] = \
