@@ -12,8 +12,11 @@ SYSTEM_PACKAGES=(
   golang-github-containers-common
   postgresql
   docker-compose  # `docker-compose config` checks the compose test cases (tests/panel/stacks)
-  chromium nodejs npm  # the dashboard's front-end packages (package.json) and its e2e tests
+  chromium  # the dashboard's e2e tests
 )
+# Node.js and npm for the dashboard's front-end packages (package.json): Debian's, unless the
+# machine already has them (a NodeSource nodejs bundles npm and conflicts with Debian's npm).
+command -v npm >/dev/null 2>&1 || SYSTEM_PACKAGES+=(nodejs npm)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
