@@ -169,8 +169,9 @@ def _rolling(actor: Any) -> dict[str, Any]:
     _berth_remove(actor, stack)
     return {"rolling_update_s": round(elapsed, 2), "replicas": 10,
             "status": done.status if done.status != Revision.SUCCEEDED else "succeeded",
+            **({} if done.status == Revision.SUCCEEDED else {"reason": done.reason}),
             "requests": len(client.answers) + len(client.failures),
-            "failed_requests": len(client.failures),
+            "failed_requests": len(client.failures), "failures": client.failures[:5],
             "served_v2_at_end": bool(client.answers) and client.answers[-1] == "v2"}
 
 

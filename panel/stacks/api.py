@@ -212,13 +212,23 @@ class StackTemplateViewSet(Scoped, viewsets.ViewSet):
     def base_queryset(self) -> QuerySet:
         return StackTemplate.objects.select_related("project")
 
+    def _team_row(self, key: str) -> Any:
+        """The team template `team-<id>` if the user may see it; one outside their teams is
+        audited (denied) and answers as missing."""
+        if not (key.startswith("team-") and key[5:].isdigit()):
+            return None
+        row = find(self.get_queryset(), key[5:], "")
+        hidden = find(self.base_queryset(), key[5:], "") if row is None else None
+        if hidden is not None:
+            policy.deny_missing(self.actor(), self.policy_action(), hidden)
+        return row
+
     def _find(self, key: str) -> Any:
         if key in builtin():
             return builtin()[key]
-        if key.startswith("team-") and key[5:].isdigit():
-            row = find(self.get_queryset(), key[5:], "")
-            if row is not None:
-                return from_model(row)
+        row = self._team_row(key)
+        if row is not None:
+            return from_model(row)
         raise Http404(f"no template {key!r}")
 
     def list(self, request: Request) -> Response:
@@ -243,7 +253,7 @@ class StackTemplateViewSet(Scoped, viewsets.ViewSet):
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         key = str(pk)
-        row = find(self.get_queryset(), key[5:], "") if key.startswith("team-") else None
+        row = self._team_row(key)
         if row is None:
             raise Http404(f"no team template {key!r}")
         policy.authorize(request.user, "stacktemplate.remove", row, self.actor(), self.token())

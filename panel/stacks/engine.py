@@ -7,7 +7,10 @@
 3. walk the services in dependency order: a service starts once each of its dependencies is
    started (`service_started`: every replica runs) or healthy (`service_healthy`: every replica
    passed its health check). A service whose replicas were made from the same replica hash is
-   only scaled (missing slots created, extra ones removed); a changed one is rolled (4);
+   only scaled (missing slots created, extra ones removed); a changed one is rolled (4).
+   The missing replicas of every service whose dependencies are met are created in one
+   transaction, so their hosts get them at once; the engine polls the replicas' rows every
+   POLL seconds (reports from the hosts land there);
 4. rolling update per `deploy.update_config`: in batches of `parallelism`, with `start-first`
    a new replica starts, must run and pass its health check (it then joins its port group on
    the host and takes connections), and stays so for `monitor`; only then does the old one
@@ -42,7 +45,7 @@ from panel.workloads.models import ACTIVE_STATUSES, Container, Network, Operatio
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-POLL = 0.2
+POLL = 0.05  # small queries on indexed rows: polling this often costs little
 LOCK_RETRIES = 20
 READY_TIMEOUT = 90.0  # a replica without health check must run within this
 DEPLOY_TIMEOUT = 1800.0
@@ -90,6 +93,7 @@ class Deployment:
         self.actor = Actor(name=revision.actor_name or "system", channel="system")
         self.secrets = services.stack_secrets(self.stack)
         self.steps: list[dict[str, Any]] = []
+        self.flushed = 0  # steps[:flushed] are in the Operation and were pushed
         self.total = max(1, len(self.spec.networks) + len(self.spec.volumes)
                          + sum(max(s.replicas, 1) for s in self.spec.services.values()))
         self.done = 0
@@ -130,14 +134,27 @@ class Deployment:
         return status
 
     def _finish(self, status: str, reason: str) -> None:
+        self._flush()  # steps not pushed yet (a failure right after networks and volumes)
         _retry(services.finish_revision, self.actor, self.revision, status, reason,
                                  {"steps": self.steps})
 
     def _step(self, name: str, status: str = "done", detail: str = "",
-              advance: int = 1) -> None:
+              advance: int = 1, flush: bool = True) -> None:
+        """Record a step; with `flush`, write the progress to the Operation and push it (a
+        batch of steps records the earlier ones with flush=False, then flushes once)."""
         self.steps.append({"name": name, "status": status, "detail": detail,
                            "at": time.time()})
         self.done += advance
+        if flush:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the progress so far to the revision's Operation and push the steps recorded
+        since the last flush to browsers."""
+        fresh, self.flushed = self.steps[self.flushed:], len(self.steps)
+        if not fresh:
+            return
+        name, status = fresh[-1]["name"], fresh[-1]["status"]
         if self.revision.operation_id:
             from panel.workloads.reports import record_operation_progress
 
@@ -149,9 +166,11 @@ class Deployment:
             from panel.live.emit import emit
 
             with transaction.atomic():
-                emit({"type": "stack", "id": self.stack.pk, "name": self.stack.name,
-                      "revision": self.revision.number, "step": name, "status": status,
-                      "detail": detail}, self.stack.project_id)
+                for step in fresh:
+                    emit({"type": "stack", "id": self.stack.pk, "name": self.stack.name,
+                          "revision": self.revision.number, "step": step["name"],
+                          "status": step["status"], "detail": step["detail"]},
+                         self.stack.project_id)
         except ImportError:  # panel/live is optional
             pass
 
@@ -170,7 +189,7 @@ class Deployment:
                 _retry(workloads.create_network, self.actor, network.name,
                        network.subnet or None, network.gateway or None,
                        {**network.labels, "berth.stack": self.stack.name}, self.stack.project)
-            self._step(f"network {network.name}")
+            self._step(f"network {network.name}", flush=False)  # with the first replicas
 
     def _ensure_volumes(self) -> None:
         for key, volume in sorted(self.spec.volumes.items()):
@@ -183,7 +202,7 @@ class Deployment:
                 _retry(workloads.create_volume, self.actor, volume.name,
                        {**volume.labels, "berth.stack": self.stack.name},
                        project=self.stack.project)
-            self._step(f"volume {volume.name}")
+            self._step(f"volume {volume.name}", flush=False)
 
     # -- services ----------------------------------------------------------------------------
     def _replicas(self, service: str) -> list[Replica]:
@@ -194,16 +213,19 @@ class Deployment:
         pending = list(self.spec.order)
         launched: list[str] = []
         while pending:
-            progressed = False
-            for name in list(pending):
-                if self._dependencies_met(self.spec.services[name]):
-                    pending.remove(name)
-                    self._roll_or_scale(name)
-                    launched.append(name)
-                    progressed = True
-            if not progressed:
+            ready = [name for name in pending
+                     if self._dependencies_met(self.spec.services[name])]
+            if not ready:
                 self._check_launched(launched)
                 self._tick()
+                continue
+            for name in ready:
+                pending.remove(name)
+                stale = [r for r in self._replicas(name) if r.spec_hash != self.hashes[name]]
+                if stale:
+                    self._roll(name, stale)
+            self._scale(ready)  # the missing replicas of every ready service, all at once
+            launched += ready
         for name in launched:
             service = self.spec.services[name]
             self._wait([r for r in self._replicas(name) if r.spec_hash == self.hashes[name]],
@@ -244,29 +266,47 @@ class Deployment:
             raise DeployFailed(f"the deploy did not finish within {DEPLOY_TIMEOUT:g}s")
         time.sleep(POLL)
 
-    def _roll_or_scale(self, name: str) -> None:
-        replicas = self._replicas(name)
-        stale = [r for r in replicas if r.spec_hash != self.hashes[name]]
-        if stale:
-            self._roll(name, stale)
-        self._scale(name)
+    def _scale(self, names: list[str]) -> None:
+        """Per service of `names`: remove extra replicas (duplicate or beyond the count), then
+        create the missing slots of all of them together (_create_many)."""
+        missing: list[tuple[str, int]] = []
+        for name in names:
+            service = self.spec.services[name]
+            by_slot: dict[int, Replica] = {}
+            for replica in self._replicas(name):
+                if replica.spec_hash != self.hashes[name]:
+                    continue
+                if replica.slot in by_slot or replica.slot > service.replicas:
+                    _retry(services.drop_replica, self.actor, replica)
+                    self._step(f"{name} replica {replica.slot} removed", advance=0,
+                               flush=False)
+                else:
+                    by_slot[replica.slot] = replica
+            for slot in range(1, service.replicas + 1):
+                if slot in by_slot:
+                    self._step(f"{name} replica {slot} unchanged", flush=False)
+                else:
+                    missing.append((name, slot))
+        if missing:
+            self._create_many(missing)
+        else:
+            self._flush()
 
-    def _scale(self, name: str) -> None:
-        """Create the missing slots, remove extra ones (highest slots first)."""
-        service = self.spec.services[name]
-        replicas = [r for r in self._replicas(name) if r.spec_hash == self.hashes[name]]
-        by_slot: dict[int, Replica] = {}
+    def _create_many(self, slots: list[tuple[str, int]]) -> list[Replica]:
+        """Create the replicas of `slots` ((service, slot) pairs) in one transaction: their
+        hosts get them all at once when it commits, with no round trip per replica. Then the
+        steps are recorded, and the progress written once."""
+
+        @transaction.atomic
+        def create_all() -> list[Replica]:
+            return [self._create(name, slot) for name, slot in slots]
+
+        replicas = _retry(create_all)
         for replica in replicas:
-            if replica.slot in by_slot or replica.slot > service.replicas:
-                _retry(services.drop_replica, self.actor, replica)
-                self._step(f"{name} replica {replica.slot} removed", advance=0)
-            else:
-                by_slot[replica.slot] = replica
-        for slot in range(1, service.replicas + 1):
-            if slot not in by_slot:
-                self._create(name, slot)
-            else:
-                self._step(f"{name} replica {slot} unchanged")
+            self._step(f"{replica.service} replica {replica.slot} created",
+                       detail=replica.container.name, flush=False)
+        self._flush()
+        return replicas
 
     def _create(self, name: str, slot: int) -> Replica:
         service = self.spec.services[name]
@@ -287,10 +327,8 @@ class Deployment:
         options["network_aliases"] = aliases
         if container["ports"]:
             options["port_group"] = f"{self.stack.name}_{name}"
-        replica = _retry(services.add_replica, self.actor, self.stack, name, slot,
-                         self.hashes[name], self.revision.number, data, options)
-        self._step(f"{name} replica {slot} created", detail=replica.container.name)
-        return replica
+        return services.add_replica(self.actor, self.stack, name, slot, self.hashes[name],
+                                    self.revision.number, data, options)
 
     def _name(self, service: str, slot: int) -> str:
         base = f"{self.stack.name}-{service}-{slot}"
@@ -311,7 +349,7 @@ class Deployment:
         for start in range(0, len(in_range), size):
             batch = in_range[start:start + size]
             if config["order"] == "start-first":
-                new = [self._create(name, old.slot) for old in batch]
+                new = self._create_many([(name, old.slot) for old in batch])
                 self._wait_or_undo(new, service)
                 for old in batch:
                     _retry(services.drop_replica, self.actor, old)
@@ -322,7 +360,7 @@ class Deployment:
                     _retry(services.drop_replica, self.actor, old)
                     self._step(f"{name} replica {old.slot} stopped", advance=0,
                                detail=old.container.name)
-                new = [self._create(name, old.slot) for old in batch]
+                new = self._create_many([(name, old.slot) for old in batch])
                 self._wait_or_undo(new, service)
             if config["delay"] and start + size < len(in_range):
                 time.sleep(config["delay"] / 1e9)

@@ -19,7 +19,7 @@ from panel.stacks import services
 from panel.stacks.catalogue import builtin, check_values, from_model
 from panel.stacks.models import Stack, StackTemplate
 from panel.stacks.presenters import diff_revisions, revision_data, services_data, stack_data
-from panel.web.common import actor, error_text, get_visible, signed_in
+from panel.web.common import actor, audit_refused_project, error_text, get_visible, signed_in
 from panel.workloads.services import Conflict
 from panel.workloads.spec import ValidationFailed
 
@@ -39,6 +39,7 @@ def _project_choice(request: HttpRequest, value: str) -> Project | None:
         return project
     project = allowed.filter(pk=value).first() if value.isdigit() else None
     if project is None:
+        audit_refused_project(request, "stack.create")
         raise ValidationFailed({"project": ["choose one of your projects"]})
     return project
 
@@ -62,8 +63,7 @@ def stack_list(request: HttpRequest) -> HttpResponse:
 
 @signed_in
 def stack_new(request: HttpRequest) -> HttpResponse:
-    if not policy.can(request.user, "stack.create"):
-        raise PermissionDenied("you may not create stacks")
+    policy.authorize(request.user, "stack.create", None, actor(request))  # 403 audited
     context: dict[str, Any] = {
         "projects": policy.projects_for(request.user, "stack.create"),
         "compose": request.POST.get("compose", ""), "name": request.POST.get("name", ""),
@@ -194,11 +194,14 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 def template_form(request: HttpRequest, key: str) -> HttpResponse:
     template = next((t for t in _templates(request) if t.key == key), None)
     if template is None:
+        hidden = StackTemplate.objects.filter(pk=int(key[5:])).first() \
+            if key.startswith("team-") and key[5:].isdigit() else None
+        if hidden is not None:  # another team's: audited (denied), answered as missing
+            policy.deny_missing(actor(request), "stacktemplate.view", hidden)
         raise Http404("no such template")
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
-        if not policy.can(request.user, "stack.create"):
-            raise PermissionDenied("you may not create stacks")
+        policy.authorize(request.user, "stack.create", None, actor(request))  # 403 audited
         values = {p["name"]: request.POST.get(p["name"], "") for p in template.parameters}
         if any(p.get("type") == "boolean" for p in template.parameters):
             for parameter in template.parameters:

@@ -57,7 +57,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KILL_GRACE = 10.0  # how long to wait for SIGKILL to take effect
-DRAIN_SECONDS = 0.3  # a port-group replica leaving: time for requests already routed to it
+DRAIN_SECONDS = 0.05  # a port-group replica leaving: packets already routed to it arrive
+DRAIN_POLL = 0.02  # then how often its open connections are counted until they closed
 
 
 class ContainerManager:
@@ -94,7 +95,10 @@ class ContainerManager:
         labels (`{"k": "v"}` matches k=v, `{"k": None}` matches any value of k)."""
         found = []
         for container in self.store.all():
-            container = self.refresh(container)
+            try:
+                container = self.refresh(container)
+            except NotFound:
+                continue  # removed while we listed (a concurrent `rm -f` finalised its exit)
             if not all and not container.running:
                 continue
             if labels and not _labels_match(container.labels, labels):
@@ -482,23 +486,38 @@ class ContainerManager:
                 timeout = container.config.get("StopTimeout")
             if timeout is None:
                 timeout = opts.DEFAULT_STOP_TIMEOUT
-            self._leave_port_group(container)
+            drained = self._leave_port_group(container, float(timeout))
             runtime = self.runtime_for(container)
             signal = opts.parse_signal(container.config.get("StopSignal") or "SIGTERM")
             try:
                 runtime.kill(container.id, signal)
             except ContainerNotRunning:
                 pass
-            if not self._wait_exit(container, float(timeout)):
+            if not self._wait_exit(container, max(0.0, float(timeout) - drained)):
                 self._kill_and_wait(container, runtime)
             return self._reload(container)
 
-    def _leave_port_group(self, container: Container) -> None:
+    def _leave_port_group(self, container: Container, grace: float | None = None) -> float:
         """A replica sharing a published port stops taking new connections before it is
-        signalled, and gets DRAIN_SECONDS for the requests already on their way."""
+        signalled, then drains: it gets DRAIN_SECONDS for packets already on their way, and
+        until the TCP connections to its addresses closed (conntrack), at most `grace` seconds
+        (its stop timeout). Returns the seconds spent (0 for a container outside a group)."""
         set_serving = getattr(self.network, "set_serving", None)
-        if set_serving is not None and set_serving(container, False):
-            time.sleep(DRAIN_SECONDS)
+        if set_serving is None or not set_serving(container, False):
+            return 0.0
+        from runtime.network.filtering import open_connections
+
+        if grace is None:
+            stop_timeout = container.config.get("StopTimeout")
+            grace = float(opts.DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout)
+        networks = (container.network_settings or {}).get("Networks") or {}
+        addresses = {str((info or {}).get("IPAddress")) for info in networks.values()
+                     if (info or {}).get("IPAddress")}
+        began = time.monotonic()
+        time.sleep(DRAIN_SECONDS)
+        while open_connections(addresses) and time.monotonic() - began < grace:
+            time.sleep(DRAIN_POLL)
+        return time.monotonic() - began
 
     def _kill_and_wait(self, container: Container, runtime: OCIRuntime) -> None:
         try:

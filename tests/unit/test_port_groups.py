@@ -62,3 +62,45 @@ def test_a_group_renders_one_round_robin_rule() -> None:
     assert ("tcp dport 8080 dnat ip to numgen inc mod 2 map "
             "{ 0 : 10.1.0.2 . 80, 1 : 10.1.0.3 . 80 }") in script
     assert "tcp dport 9090 dnat ip to 10.1.0.7:90" in script
+
+
+CONNTRACK_LINES = """\
+ipv4     2 tcp      6 431999 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=41000 dport=8081 \
+src=10.89.3.15 dst=10.89.3.1 sport=8080 dport=41000 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 118 FIN_WAIT src=127.0.0.1 dst=127.0.0.1 sport=41002 dport=8081 \
+src=10.89.3.15 dst=10.89.3.1 sport=8080 dport=41002 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 100 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=41001 dport=8081 \
+src=10.89.3.15 dst=10.89.3.1 sport=8080 dport=41001 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 431999 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=41003 dport=8081 \
+src=10.89.3.16 dst=10.89.3.1 sport=8080 dport=41003 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 431999 ESTABLISHED src=10.89.3.15 dst=1.1.1.1 sport=5000 dport=443 \
+src=1.1.1.1 dst=10.89.3.15 sport=443 dport=5000 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 udp      17 20 src=127.0.0.1 dst=127.0.0.1 sport=53000 dport=5353 \
+src=10.89.3.15 dst=10.89.3.1 sport=5353 dport=53000 mark=0 zone=0 use=2
+"""
+
+
+def test_open_connections_counts_unclosed_tcp_to_the_dnat_target(tmp_path: Path) -> None:
+    """A leaving member drains its connections: those whose reply comes from its address and
+    are not closed (TIME_WAIT is closed; its own outbound connections and UDP do not count)."""
+    table = tmp_path / "nf_conntrack"
+    table.write_text(CONNTRACK_LINES)
+    assert filtering.open_connections({"10.89.3.15"}, table) == 2
+    assert filtering.open_connections({"10.89.3.15", "10.89.3.16"}, table) == 3
+    assert filtering.open_connections({"10.89.3.17"}, table) == 0
+    assert filtering.open_connections(set(), table) == 0
+    assert filtering.open_connections({"10.89.3.15"}, tmp_path / "missing") == 0
+
+
+def test_open_connections_sees_a_real_established_connection() -> None:
+    """Against the kernel's table: a loopback connection is counted while it is open."""
+    import socket
+
+    with socket.create_server(("127.0.0.2", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        try:
+            assert filtering.open_connections({"127.0.0.2"}) >= 1
+        finally:
+            accepted.close()
+            client.close()

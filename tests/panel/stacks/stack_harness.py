@@ -104,12 +104,20 @@ class Client:
         return self
 
     def _run(self) -> None:
+        """One request at a time; each ends as exactly one answer (a 200 with a non-empty
+        body) or one failure (anything else, stamped with the seconds since start)."""
+        began = time.monotonic()
         while not self._stop.is_set():
+            sent = time.monotonic() - began
             try:
                 with urllib.request.urlopen(self.url, timeout=5) as response:
-                    self.answers.append(response.read().decode().strip())
+                    body = response.read().decode().strip()
+                    if response.status != 200 or not body:
+                        raise ValueError(f"status {response.status}, body {body!r}")
+                    self.answers.append(body)
             except Exception as exc:  # every failure counts, whatever its kind
-                self.failures.append(f"{type(exc).__name__}: {exc}")
+                self.failures.append(f"at {sent:.2f}s (+{time.monotonic() - began - sent:.2f}s)"
+                                     f" {type(exc).__name__}: {exc}")
             time.sleep(0.01)
 
     def stop(self) -> None:
