@@ -173,11 +173,10 @@ class Supervisor:
         if now - self._scanned_at >= RESCAN:
             self._rescan()
             self._scanned_at = now
-        for container_id, container in list(self._containers.items()):
-            if container.running:
-                container = self._refresh(container)
-                if container is None:
-                    continue
+        for container_id, known in list(self._containers.items()):
+            container = self._refresh(known) if known.running else known
+            if container is None:
+                continue
             if container.status == EXITED and container_id not in self.pending:
                 self._consider_restart(container)
         self._restart_due()

@@ -20,9 +20,9 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     for row in materialised:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    lines = [columns, *materialised]
-    for row in lines:
-        sys.stdout.write("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    lines: list[Sequence[str]] = [columns, *materialised]
+    for line in lines:
+        sys.stdout.write("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
         sys.stdout.write("\n")
 
 
