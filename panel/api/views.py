@@ -264,7 +264,21 @@ def _int_param(request: Request, name: str, low: int, high: int) -> int | None:
     return value
 
 
-class VolumeViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
+class HostedFilters:
+    """`?host=NAME&name=…&label=K[=V]` for resources that exist on a set of hosts (volumes,
+    networks)."""
+
+    def get_queryset(self) -> QuerySet:
+        queryset = self.scoped(self.base_queryset())  # type: ignore[attr-defined]
+        params = self.request.query_params  # type: ignore[attr-defined]
+        if params.get("host"):
+            queryset = queryset.filter(hosts__name=params["host"])
+        if params.get("name"):
+            queryset = queryset.filter(name__icontains=params["name"])
+        return _label_filter(self.request, queryset)  # type: ignore[attr-defined]
+
+
+class VolumeViewSet(HostedFilters, Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                     viewsets.ReadOnlyModelViewSet):
     """Named volumes. `?host=NAME&name=…&label=K[=V]`; reached by id or name."""
 
@@ -274,15 +288,6 @@ class VolumeViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
 
     def base_queryset(self) -> QuerySet:
         return Volume.objects.prefetch_related("hosts").select_related("project")
-
-    def get_queryset(self) -> QuerySet:
-        queryset = self.scoped(self.base_queryset())
-        params = self.request.query_params
-        if params.get("host"):
-            queryset = queryset.filter(hosts__name=params["host"])
-        if params.get("name"):
-            queryset = queryset.filter(name__icontains=params["name"])
-        return _label_filter(self.request, queryset)
 
     @extend_schema(request=s.VolumeCreateRequest, responses={201: s.VolumeSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -299,7 +304,7 @@ class VolumeViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
         return Response({"operation": str(operation.pk)}, status=status.HTTP_202_ACCEPTED)
 
 
-class NetworkViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
+class NetworkViewSet(HostedFilters, Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                      viewsets.ReadOnlyModelViewSet):
     """Bridge networks. `?host=NAME&name=…&label=K[=V]`; reached by id or name."""
 
@@ -309,15 +314,6 @@ class NetworkViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin,
 
     def base_queryset(self) -> QuerySet:
         return Network.objects.prefetch_related("hosts").select_related("project")
-
-    def get_queryset(self) -> QuerySet:
-        queryset = self.scoped(self.base_queryset())
-        params = self.request.query_params
-        if params.get("host"):
-            queryset = queryset.filter(hosts__name=params["host"])
-        if params.get("name"):
-            queryset = queryset.filter(name__icontains=params["name"])
-        return _label_filter(self.request, queryset)
 
     @extend_schema(request=s.NetworkCreateRequest, responses={201: s.NetworkSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
