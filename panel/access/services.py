@@ -138,7 +138,7 @@ def update_project(actor: Actor, project: Project, **changes: Any) -> Project:
     if unknown:
         raise ValidationFailed({f: ["cannot be changed: use name, description"]
                                 for f in sorted(unknown)})
-    project = Project.objects.select_for_update().select_related("team").get(pk=project.pk)
+    project = Project.objects.select_for_update(of=("self",)).select_related("team").get(pk=project.pk)
     before = {"name": project.name, "description": project.description}
     if "name" in changes:
         name = _name(changes["name"])
@@ -217,7 +217,7 @@ def set_member(actor: Actor, team: Team, username: Any, role: Any) -> Membership
 @transaction.atomic
 def remove_member(actor: Actor, membership: Membership) -> None:
     """Take `membership`'s user out of its team (not the last admin)."""
-    membership = Membership.objects.select_for_update().select_related("team", "user").get(
+    membership = Membership.objects.select_for_update(of=("self",)).select_related("team", "user").get(
         pk=membership.pk)
     if membership.role == ADMIN and not _admins_left(membership.team, membership):
         raise Conflict(f"{membership.user} is the last admin of team {membership.team}: make "
@@ -349,7 +349,7 @@ def create_token(actor: Actor, user: Any, name: Any, read_only: Any = False,
 @transaction.atomic
 def revoke_token(actor: Actor, token: ApiToken) -> ApiToken:
     """Revoke a token at once; it stays listed as revoked."""
-    token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
+    token = ApiToken.objects.select_for_update(of=("self",)).select_related("user").get(pk=token.pk)
     if token.revoked_at is not None:
         raise Conflict(f"token {token.name} was already revoked at {token.revoked_at:%c}")
     token.revoked_at = timezone.now()
