@@ -48,6 +48,19 @@ def locked(path: Path, shared: bool = False) -> Iterator[None]:
         os.close(fd)
 
 
+def try_lock(path: Path) -> int | None:
+    """Take an exclusive flock on `path` (created if needed) without waiting: the open file
+    descriptor, which holds the lock until closed, or None when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def remove_tree(path: Path) -> None:
     """Remove a directory tree, tolerating its absence."""
     shutil.rmtree(path, ignore_errors=False) if path.exists() else None

@@ -303,17 +303,9 @@ def lockfile(root: Path) -> Path:
 def ensure_background(root: Path) -> None:
     """Start `berth-runtime supervise` for `root` unless one already runs. It exits by itself
     once no container needs it."""
-    import fcntl
-
-    lock = lockfile(root)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = fsutil.try_lock(lockfile(root))
+    if fd is None:
         return  # a supervisor holds the lock
-    fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
     subprocess.Popen(
         [sys.executable, "-m", "runtime", "--root", str(root), "supervise", "--idle-exit", "30"],
@@ -326,17 +318,10 @@ def serve(root: Path, idle_exit: float | None, boot: bool = False) -> int:
     """Body of `berth-runtime supervise`: hold the root's supervisor lock and run (after
     `Supervisor.boot()` with `boot`, for a host without an agent: e.g. a systemd unit running
     `berth-runtime supervise --boot` at start-up)."""
-    import fcntl
-
     from runtime.host import Host
 
-    lock = lockfile(root)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = fsutil.try_lock(lockfile(root))
+    if fd is None:
         return 0
     fsutil.write_json_atomic(pidfile(root), os.getpid())
     supervisor = Supervisor(Host(root))

@@ -39,7 +39,6 @@ A lock file in the state dir makes sure one shipper serves a state dir.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import logging
 import os
@@ -54,6 +53,7 @@ from typing import Any
 
 import redis
 
+from runtime import fsutil
 from runtime.containers.logs import LogEntry, _Assembler, docker_timestamp
 from runtime.containers.record import Container
 from runtime.host import Host
@@ -139,13 +139,8 @@ class LogShipper:
     def start(self) -> bool:
         """Start the threads; False (and nothing started) when another shipper serves this
         state dir."""
-        lock = Path(self.host.root) / "agent" / "logship.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = fsutil.try_lock(Path(self.host.root) / "agent" / "logship.lock")
+        if fd is None:
             log.warning("another log shipper serves %s; not starting a second", self.host.root)
             return False
         self._lock_fd = fd

@@ -18,12 +18,12 @@ Start-up order matters for "survives restarts":
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
 from pathlib import Path
 
+from runtime import fsutil
 from runtime import supervisor as supervision
 from runtime.agent.celery_app import ControlClient, make_app, restore_unacked
 from runtime.agent.reporter import Reporter
@@ -59,12 +59,8 @@ class Agent:
 
     # -- locks ---------------------------------------------------------------------------------
     def _try_lock(self, path: Path) -> bool:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = fsutil.try_lock(path)
+        if fd is None:
             return False
         self._lock_fds.append(fd)
         return True
