@@ -44,9 +44,10 @@ host lacks it), ``command`` (list), ``entrypoint`` (list or None = the image's),
 ``volumes`` (list "NAME:/path[:ro]"), ``networks`` (list of names), ``memory`` (bytes, 0 = no
 limit), ``cpus`` (float, 0 = no limit), ``restart`` ("no" | "on-failure[:N]" | "always" |
 "unless-stopped"), ``healthcheck`` (None or {"test": list, "interval", "timeout",
-"start_period": nanoseconds, "retries": int}), ``labels`` (dict; always holds UID_LABEL and
-GENERATION_LABEL), ``init`` (bool), ``network_specs`` ({name: ensure_network spec} for the
-non-default networks in ``networks``: create them first when missing).
+"start_period", "start_interval": nanoseconds, "retries": int}), ``labels`` (dict; always
+holds UID_LABEL and GENERATION_LABEL), ``init`` (bool), ``network_specs`` ({name:
+ensure_network spec} for the non-default networks in ``networks``: create them first when
+missing).
 ``operation_progress``: ``progress`` is a percentage 0..100 (the panel stores 0..1).
 Heartbeat ``inventory``: ``cpus`` (int), ``memory`` (bytes), ``disk`` ({"total", "free"} bytes of
 the state dir), ``kernel``, ``versions`` ({"runc": …, "conmon": …, "berth": …}), ``labels``

@@ -5,14 +5,16 @@ agent runs it in a thread; `berth-runtime` starts `berth-runtime supervise` in t
 when a container needs one), never a Python process per container.
 
 Each `tick()`:
-1. re-reads the container records when they changed (every RESCAN seconds at most);
+1. re-reads the container records (every RESCAN seconds, and at once for a container this
+   process started: the manager's start hook `notice`s it and wakes the loop);
 2. refreshes the containers recorded as running: an exit seen for the first time is finalised by
    the manager (exit code, OOMKilled, mounts and network released);
 3. for an exited container whose restart policy asks for it, schedules a restart with Docker's
    back-off: 100 ms, doubling after each restart, at most 1 minute, back to 100 ms once the
    container had run for 10 s; restarts that are due are made;
 4. starts the health probes that are due on a small thread pool (a slow probe never delays the
-   others or the restarts) and applies Docker's health state machine to their results;
+   others or the restarts) and applies Docker's health state machine to their results; the
+   schedule, with the early probes before the first one, is health.py's;
 5. every RULES_CHECK seconds, reinstalls the nftables rules if something flushed them.
 
 `boot()` is the one-off start-up step: containers whose restart policy asks for it after a
@@ -24,6 +26,7 @@ from __future__ import annotations
 import builtins
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -112,7 +115,10 @@ class Supervisor:
         self.delays: dict[str, float] = {}  # last back-off per container
         self.pending: dict[str, _Pending] = {}  # restarts scheduled
         self.next_probe: dict[str, float] = {}
-        self.probing: dict[str, Future] = {}
+        self.early_probe: dict[str, tuple[float, float]] = {}  # id -> (due, gap) while starting
+        self.probing: dict[str, tuple[Future, bool]] = {}  # id -> (probe, early)
+        self._noticed: queue.SimpleQueue[Container] = queue.SimpleQueue()
+        self._wake = threading.Event()
         self._handled_exit: dict[str, float] = {}  # FinishedAt of the last exit acted on
         self.pool = ThreadPoolExecutor(HEALTH_WORKERS, thread_name_prefix="berth-health")
         self._containers: dict[str, Container] = {}
@@ -148,6 +154,7 @@ class Supervisor:
         """Tick until `stop()`; with `idle_exit`, also return after that many seconds with no
         container needing supervision (the background CLI supervisor)."""
         idle_since: float | None = None
+        self.manager.start_hooks.append(self.notice)
         while not self._stop.is_set():
             sleep = self.tick()
             if idle_exit is not None:
@@ -157,11 +164,20 @@ class Supervisor:
                     idle_since = self.clock()
                 elif self.clock() - idle_since >= idle_exit:
                     break
-            self._stop.wait(sleep)
+            self._wake.wait(sleep)
+            self._wake.clear()
+        self.manager.start_hooks.remove(self.notice)
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def notice(self, container: Container) -> None:
+        """A container was just started (the manager's start hook; any thread): supervise
+        it from the next tick, which starts now."""
+        self._noticed.put(container)
+        self._wake.set()
 
     def busy(self) -> bool:
         return bool(self.pending or self.probing) or any(
@@ -173,6 +189,10 @@ class Supervisor:
         if now - self._scanned_at >= RESCAN:
             self._rescan()
             self._scanned_at = now
+        while not self._noticed.empty():
+            started = self._noticed.get()
+            self._containers[started.id] = started
+            self.next_probe.pop(started.id, None)
         for container_id, known in list(self._containers.items()):
             container = self._refresh(known) if known.running else known
             if container is None:
@@ -241,27 +261,48 @@ class Supervisor:
     # -- health checks ------------------------------------------------------------------------
     def _probe_due(self) -> None:
         now = self.clock()
-        for container_id, future in list(self.probing.items()):
-            if future.done():
-                del self.probing[container_id]
-                exc = future.exception()
-                if exc is not None and not isinstance(exc, BerthError):
-                    log.warning("health probe of %s crashed: %s", container_id[:12], exc)
+        for container_id, (future, early) in list(self.probing.items()):
+            if not future.done():
+                continue
+            del self.probing[container_id]
+            exc = future.exception()
+            if exc is not None and not isinstance(exc, BerthError):
+                log.warning("health probe of %s crashed: %s", container_id[:12], exc)
+            elif exc is None and early and future.result()["ExitCode"] == 0:
+                self.early_probe.pop(container_id, None)  # healthy: no more early probes
         for container_id, container in self._containers.items():
             check = container.healthcheck
             if check is None or not container.running or container_id in self.probing:
                 continue
-            interval = health_rules.settings(check)["Interval"] / 1e9
+            rules = health_rules.settings(check)
+            status = container.state.get("Health", {}).get("Status", "starting")
+            running_for = max(0.0, time.time()
+                              - parse_iso(container.state.get("StartedAt", "")))
             due = self.next_probe.get(container_id)
             if due is None:
-                # Docker probes first one interval after the start.
-                started = parse_iso(container.state.get("StartedAt", ""))
-                due = now + max(0.0, interval - max(0.0, time.time() - started))
-                self.next_probe[container_id] = due
+                # the first scheduled probe comes one interval after the start, as in Docker;
+                # the early probes before it while the container is starting
+                first = health_rules.next_interval(rules, "starting", 0.0)
+                due = self.next_probe[container_id] = now + max(0.0, first - running_for)
+                if status == "starting":
+                    gap = health_rules.EARLY_FIRST
+                    self.early_probe[container_id] = (now + max(0.0, gap - running_for), gap)
             if due <= now:
-                self.next_probe[container_id] = now + interval
-                self.probing[container_id] = self.pool.submit(
-                    self.manager.run_healthcheck, container_id)
+                self.early_probe.pop(container_id, None)
+                self.next_probe[container_id] = now + health_rules.next_interval(
+                    rules, status, running_for)
+                self._submit_probe(container_id, early=False)
+                continue
+            early_due, gap = self.early_probe.get(container_id, (due, 0.0))
+            if early_due >= due:
+                self.early_probe.pop(container_id, None)
+            elif early_due <= now:
+                self.early_probe[container_id] = (now + gap * 2, gap * 2)
+                self._submit_probe(container_id, early=True)
+
+    def _submit_probe(self, container_id: str, early: bool) -> None:
+        self.probing[container_id] = (
+            self.pool.submit(self.manager.run_healthcheck, container_id, early), early)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _rescan(self) -> None:
@@ -269,7 +310,8 @@ class Supervisor:
         for container in self.manager.store.all():
             seen[container.id] = container
         for gone in set(self._containers) - set(seen):
-            for table in (self.delays, self.pending, self.next_probe, self._handled_exit):
+            for table in (self.delays, self.pending, self.next_probe, self.early_probe,
+                          self._handled_exit):
                 table.pop(gone, None)
         self._containers = seen
 
@@ -285,7 +327,8 @@ class Supervisor:
 
     def _sleep_hint(self) -> float:
         now = self.clock()
-        upcoming = [p.due for p in self.pending.values()] + list(self.next_probe.values())
+        upcoming = [p.due for p in self.pending.values()] + list(self.next_probe.values()) \
+            + [due for due, _ in self.early_probe.values()]
         if not upcoming:
             return MAX_SLEEP
         return max(0.005, min(MAX_SLEEP, min(upcoming) - now))

@@ -87,8 +87,8 @@ def run_options(spec: dict[str, Any]) -> RunOptions:
 
 
 def health_options(check: dict[str, Any] | None) -> HealthOptions | None:
-    """The spec's healthcheck ({"test", "interval", "timeout", "start_period" in ns,
-    "retries"}) as the runtime's HealthOptions."""
+    """The spec's healthcheck ({"test", "interval", "timeout", "start_period",
+    "start_interval" in ns, "retries"}) as the runtime's HealthOptions."""
     if not check:
         return None
     if not isinstance(check, dict) or not isinstance(check.get("test"), list):
@@ -97,6 +97,7 @@ def health_options(check: dict[str, Any] | None) -> HealthOptions | None:
     return HealthOptions(test=list(check["test"]), interval=int(check.get("interval") or 0),
                          timeout=int(check.get("timeout") or 0),
                          start_period=int(check.get("start_period") or 0),
+                         start_interval=int(check.get("start_interval") or 0),
                          retries=int(check.get("retries") or 0))
 
 
@@ -138,7 +139,7 @@ def spec_from_container(container: Container) -> dict[str, Any]:
         "healthcheck": None if not check else {
             "test": list(check.get("Test") or []), "interval": check.get("Interval", 0),
             "timeout": check.get("Timeout", 0), "start_period": check.get("StartPeriod", 0),
-            "retries": check.get("Retries", 0)},
+            "start_interval": check.get("StartInterval", 0), "retries": check.get("Retries", 0)},
         "labels": labels,
         "init": bool(host_config.get("Init")),
     }

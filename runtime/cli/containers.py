@@ -138,6 +138,8 @@ def _add_create_flags(parser: argparse.ArgumentParser) -> None:
     add("--health-timeout", metavar="DURATION", help="maximum time of one check (default 30s)")
     add("--health-retries", type=int, metavar="N", help="failures before unhealthy (default 3)")
     add("--health-start-period", metavar="DURATION", help="grace period after start")
+    add("--health-start-interval", metavar="DURATION",
+        help="time between checks during the start period (default 5s)")
     add("--no-healthcheck", action="store_true", help="disable the image's health check")
     add("image", metavar="IMAGE")
     add("command", nargs=argparse.REMAINDER, metavar="COMMAND")
@@ -160,12 +162,14 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         health = HealthOptions(test=["NONE"])
     elif args.health_cmd or any(v is not None for v in (
             args.health_interval, args.health_timeout, args.health_retries,
-            args.health_start_period)):
+            args.health_start_period, args.health_start_interval)):
         health = HealthOptions(
             test=["CMD-SHELL", args.health_cmd] if args.health_cmd else [],
             interval=parse_duration(args.health_interval, "--health-interval"),
             timeout=parse_duration(args.health_timeout, "--health-timeout"),
             start_period=parse_duration(args.health_start_period, "--health-start-period"),
+            start_interval=parse_duration(args.health_start_interval,
+                                          "--health-start-interval"),
             retries=args.health_retries or 0,
         )
     return RunOptions(

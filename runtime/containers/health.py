@@ -3,6 +3,12 @@
 States: `starting` until the first success; `healthy` after a success; `unhealthy` once
 `Retries` probes in a row failed. Failures during `StartPeriod` do not count. The last five
 results are kept in `State.Health.Log`, as docker does.
+
+Schedule (Docker 25's): a probe every `Interval`, but every `StartInterval` while the container
+is still `starting` within its `StartPeriod` (`next_interval`). Berth adds *early* probes: until
+the first scheduled probe, while `starting`, it probes sooner (`EARLY_FIRST` after the start,
+then at doubling gaps); an early probe that fails is neither counted nor logged, so a container
+turns healthy as soon as its check can pass and never turns unhealthy sooner than in Docker.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ if TYPE_CHECKING:
 DEFAULT_INTERVAL = 30_000_000_000
 DEFAULT_TIMEOUT = 30_000_000_000
 DEFAULT_RETRIES = 3
+DEFAULT_START_INTERVAL = 5_000_000_000
+EARLY_FIRST = 0.05  # seconds after the start of the first early probe; the gap then doubles
 LOG_ENTRIES = 5
 OUTPUT_LIMIT = 4096
 
@@ -30,8 +38,17 @@ def settings(healthcheck: dict[str, Any]) -> dict[str, Any]:
         "Interval": int(healthcheck.get("Interval") or DEFAULT_INTERVAL),
         "Timeout": int(healthcheck.get("Timeout") or DEFAULT_TIMEOUT),
         "StartPeriod": int(healthcheck.get("StartPeriod") or 0),
+        "StartInterval": int(healthcheck.get("StartInterval") or DEFAULT_START_INTERVAL),
         "Retries": int(healthcheck.get("Retries") or DEFAULT_RETRIES),
     }
+
+
+def next_interval(check: dict[str, Any], status: str, running_for: float) -> float:
+    """Seconds until the next scheduled probe of a container `running_for` seconds old
+    (`check` as `settings` returns it)."""
+    if status == "starting" and running_for < check["StartPeriod"] / 1e9:
+        return check["StartInterval"] / 1e9
+    return check["Interval"] / 1e9
 
 
 def probe_command(test: list[str]) -> list[str]:
@@ -46,8 +63,9 @@ def probe_command(test: list[str]) -> list[str]:
     return list(test)  # a bare command list, as some images store it
 
 
-def run_healthcheck(manager: ContainerManager, ref: str) -> dict[str, Any]:
-    """Probe once, record the result and the new health status; returns the log entry."""
+def run_healthcheck(manager: ContainerManager, ref: str, early: bool = False) -> dict[str, Any]:
+    """Probe once, record the result and the new health status; returns the log entry. An
+    `early` probe (module docstring) that fails records nothing."""
     container = manager.get(ref)
     if container.healthcheck is None:
         raise InvalidArgument(f"container {container.name} has no health check")
@@ -64,6 +82,8 @@ def run_healthcheck(manager: ContainerManager, ref: str) -> dict[str, Any]:
         exit_code = -1
         output = f"Health check exceeded timeout ({check['Timeout'] / 1e9:g}s)"
     entry = {"Start": started, "End": now_iso(), "ExitCode": exit_code, "Output": output}
+    if early and exit_code != 0:
+        return entry
     with manager.store.lock(container.id):
         current = manager.store.load(container.id)
         if current is None or not current.running:

@@ -7,6 +7,7 @@ and cleaned up the next time anything looks at them: `refresh`).
 
 Seams for the supervisor (restart policies, health-check scheduling):
 - `exit_hooks`: callables run once per observed exit, after cleanup, with the container record;
+- `start_hooks`: callables run after each start, with the running container's record;
 - `on_exit(ref)`: observe a container's exit now (what conmon's `--exit-command` would call);
 - `start(ref, restarting=True)`: a policy restart (counts RestartCount, keeps the stop flag);
 - `run_healthcheck(ref)`: one probe and Docker's health state transition (health.py).
@@ -74,6 +75,7 @@ class ContainerManager:
         self.exit_command: builtins.list[str] | None = None
         self.log_size_max: int | None = None
         self.exit_hooks: builtins.list[Callable[[Container], None]] = []
+        self.start_hooks: builtins.list[Callable[[Container], None]] = []
 
     # -- runtime -----------------------------------------------------------------------------
     def runtime_for(self, container: Container) -> OCIRuntime:
@@ -307,7 +309,9 @@ class ContainerManager:
             if container.status != CREATED or container.state.get("Error"):
                 self._teardown(container)  # normally done at exit; this covers a crash
             self._start_locked(container, restarting)
-            return container
+        for hook in list(self.start_hooks):
+            hook(container)
+        return container
 
     def _start_locked(self, container: Container, restarting: bool) -> None:
         runtime = self.runtime_for(container)
@@ -637,11 +641,11 @@ class ContainerManager:
         return stats.sample(container, self.runtime_for(container),
                             stats.SAMPLE_INTERVAL if interval is None else interval)
 
-    def run_healthcheck(self, ref: str) -> dict[str, Any]:
+    def run_healthcheck(self, ref: str, early: bool = False) -> dict[str, Any]:
         """Run the container's health check once and record the result (health.py)."""
         from runtime.containers.health import run_healthcheck
 
-        return run_healthcheck(self, ref)
+        return run_healthcheck(self, ref, early)
 
     # -- purge -------------------------------------------------------------------------------
     def purge(self) -> None:
@@ -722,7 +726,8 @@ def _healthcheck(health: opts.HealthOptions | None, image_health: dict | None) -
         if health.test:
             merged["Test"] = health.test
         for key, value in (("Interval", health.interval), ("Timeout", health.timeout),
-                           ("StartPeriod", health.start_period), ("Retries", health.retries)):
+                           ("StartPeriod", health.start_period),
+                           ("StartInterval", health.start_interval), ("Retries", health.retries)):
             if value:
                 merged[key] = value
     if health is not None and health.retries < 0:

@@ -47,11 +47,13 @@ class HealthOptions:
     interval: int = 0
     timeout: int = 0
     start_period: int = 0
+    start_interval: int = 0
     retries: int = 0
 
     def to_docker(self) -> dict:
         return {"Test": self.test, "Interval": self.interval, "Timeout": self.timeout,
-                "StartPeriod": self.start_period, "Retries": self.retries}
+                "StartPeriod": self.start_period, "StartInterval": self.start_interval,
+                "Retries": self.retries}
 
 
 @dataclass

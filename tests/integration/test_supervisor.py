@@ -93,10 +93,40 @@ def test_scheduled_health_checks_reach_healthy_and_unhealthy(host, supervisor):
 
 
 def test_start_period_failures_do_not_count(host, supervisor):
+    # within the start period the probes come every start interval (Docker 25), here 0.1 s
+    # instead of the 60 s interval
     container = run(host, "sleep", "30", health=HealthOptions(
-        test=["CMD", "false"], interval=100_000_000, retries=1, start_period=30_000_000_000))
+        test=["CMD", "false"], interval=60_000_000_000, retries=1,
+        start_period=30_000_000_000, start_interval=100_000_000))
     until(lambda: len(host.containers.get(container.id).state["Health"]["Log"]) >= 3)
     assert host.containers.get(container.id).state["Health"]["Status"] == "starting"
+
+
+def test_early_probes_make_a_ready_container_healthy_before_the_first_interval(host, supervisor):
+    container = run(host, "sh", "-c", "sleep 0.3; touch /tmp/ok; exec sleep 30",
+                    health=HealthOptions(test=["CMD", "test", "-f", "/tmp/ok"],
+                                         interval=600_000_000_000, retries=1))
+    healthy = until(lambda: (c := host.containers.get(container.id)).state["Health"]["Status"]
+                    == "healthy" and c)
+    # the early probes that failed before /tmp/ok existed left no trace and no failing streak
+    assert [entry["ExitCode"] for entry in healthy.state["Health"]["Log"]] == [0]
+    assert healthy.state["Health"]["FailingStreak"] == 0
+
+
+def test_failing_early_probes_never_make_a_container_unhealthy(host, supervisor):
+    container = run(host, "sleep", "30", health=HealthOptions(
+        test=["CMD", "false"], interval=600_000_000_000, retries=1))
+    probes = []
+    original = host.containers.run_healthcheck
+
+    def counting(ref: str, early: bool = False):
+        probes.append(early)
+        return original(ref, early)
+
+    host.containers.run_healthcheck = counting
+    until(lambda: len(probes) >= 4)  # 0.05, 0.1, 0.2, 0.4 s after the start
+    health = host.containers.get(container.id).state["Health"]
+    assert all(probes) and health["Status"] == "starting" and health["Log"] == []
 
 
 def test_cli_starts_a_background_supervisor_for_restart_policies(cli, berth_root):
