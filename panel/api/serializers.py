@@ -61,8 +61,8 @@ class NetworkSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Network
-        fields = ["id", "name", "driver", "subnet", "gateway", "labels", "hosts", "created_at",
-                  "updated_at"]
+        fields = ["id", "name", "driver", "subnet", "gateway", "internal", "labels", "hosts",
+                  "created_at", "updated_at"]
 
 
 class OperationSerializer(serializers.ModelSerializer):
@@ -123,4 +123,7 @@ class NetworkCreateRequest(serializers.Serializer):
     name = serializers.CharField()
     subnet = serializers.CharField(required=False)
     gateway = serializers.CharField(required=False)
+    internal = serializers.BooleanField(
+        required=False, default=False,
+        help_text="no traffic in or out of the host: its containers reach only each other")
     labels = serializers.DictField(child=serializers.CharField(), required=False)

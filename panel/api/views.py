@@ -321,7 +321,7 @@ class NetworkViewSet(HostedFilters, Scoped, mixins.CreateModelMixin, mixins.Dest
         project = project_for_create(request, data.get("project"), "network.create")
         network, operation = services.create_network(
             actor_of(request), data.get("name"), data.get("subnet"), data.get("gateway"),
-            data.get("labels"), project)
+            data.get("labels"), project, internal=data.get("internal", False))
         return Response(_with_operation(s.NetworkSerializer(network).data, operation),
                         status=status.HTTP_201_CREATED)
 

@@ -54,6 +54,15 @@ def _compose_errors(exc: ValidationFailed) -> tuple[list[dict[str, Any]], str]:
     return lines, text
 
 
+def _refused_status(context: dict[str, Any], conflict: bool = False) -> int:
+    """What a page answers: 200, or, re-rendering a refused form (errors shown inline), 400 for
+    bad input and 409 for a clash with the stack's state — as the API and the container,
+    volume and network forms do."""
+    if conflict:
+        return 409
+    return 400 if context["issues"] or context["error"] else 200
+
+
 @signed_in
 def stack_list(request: HttpRequest) -> HttpResponse:
     rows = [stack_data(stack) for stack in _stacks(request)]
@@ -83,7 +92,7 @@ def stack_new(request: HttpRequest) -> HttpResponse:
         except ValidationFailed as exc:
             context["issues"], context["error"] = _compose_errors(exc)
     context["lines"] = _numbered(context["compose"], context["issues"])
-    return render(request, "stacks/editor.html", context)
+    return render(request, "stacks/editor.html", context, status=_refused_status(context))
 
 
 def _parse_env(text: str) -> dict[str, str]:
@@ -121,6 +130,7 @@ def stack_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_logs": policy.can(request.user, "stack.logs", stack),
         "can_remove": policy.can(request.user, "stack.remove", stack),
         "compose": stack.compose, "issues": [], "error": ""}
+    conflict = False
     if request.method == "POST":
         policy.authorize(request.user, "stack.update", stack, actor(request))
         context["compose"] = request.POST.get("compose", "")
@@ -133,13 +143,13 @@ def stack_detail(request: HttpRequest, pk: int) -> HttpResponse:
                                       allow_bind_mounts=policy.is_platform_admin(request.user))
             messages.success(request, "Compose file saved; deploying a new revision.")
             return HttpResponseRedirect(reverse("web-stack", args=[stack.pk]))
-        except (ValidationFailed, Conflict) as exc:
-            if isinstance(exc, ValidationFailed):
-                context["issues"], context["error"] = _compose_errors(exc)
-            else:
-                context["error"] = str(exc)
+        except ValidationFailed as exc:
+            context["issues"], context["error"] = _compose_errors(exc)
+        except Conflict as exc:
+            context["error"], conflict = str(exc), True
     context["lines"] = _numbered(context["compose"], context["issues"])
-    return render(request, "stacks/detail.html", context)
+    return render(request, "stacks/detail.html", context,
+                  status=_refused_status(context, conflict))
 
 
 @signed_in
@@ -223,4 +233,4 @@ def template_form(request: HttpRequest, key: str) -> HttpResponse:
     return render(request, "stacks/template.html", {
         "template": template, "fields": fields, "errors": errors,
         "projects": policy.projects_for(request.user, "stack.create"),
-        "name": request.POST.get("name", "")})
+        "name": request.POST.get("name", "")}, status=400 if errors else 200)

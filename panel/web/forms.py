@@ -125,4 +125,6 @@ class VolumeForm(forms.Form):
 class NetworkForm(forms.Form):
     name = forms.CharField(max_length=64)
     subnet = forms.CharField(required=False, help_text="e.g. 10.89.1.0/24; empty: automatic")
+    internal = forms.BooleanField(
+        required=False, help_text="no traffic in or out: containers reach only each other")
     project = forms.ChoiceField(required=False)

@@ -197,7 +197,8 @@ def networks(request: HttpRequest) -> HttpResponse:
         try:
             network, _ = services.create_network(actor(request), form.cleaned_data["name"],
                                                  form.cleaned_data["subnet"] or None,
-                                                 project=project)
+                                                 project=project,
+                                                 internal=form.cleaned_data["internal"])
         except ValidationFailed as exc:
             for field, errors in exc.errors.items():
                 for error in errors:

@@ -69,6 +69,9 @@ class Network(models.Model):
     driver = models.CharField(max_length=16, default="bridge")
     subnet = models.CharField(max_length=64, blank=True)
     gateway = models.CharField(max_length=64, blank=True)
+    internal = models.BooleanField(default=False,
+                                   help_text="no traffic in or out of the host: its containers "
+                                             "reach only each other")
     labels = models.JSONField(default=dict, blank=True)
     hosts = models.ManyToManyField(Host, related_name="networks", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -85,7 +88,7 @@ class Network(models.Model):
     def to_spec(self) -> dict:
         """What `berth.agent.ensure_network` receives."""
         return {"name": self.name, "driver": self.driver, "subnet": self.subnet,
-                "gateway": self.gateway, "labels": self.labels}
+                "gateway": self.gateway, "internal": self.internal, "labels": self.labels}
 
 
 class Container(models.Model):

@@ -409,11 +409,16 @@ def remove_volume(actor: Actor, volume: Volume) -> Operation:
 def create_network(actor: Actor, name: str, subnet: str | None = None,
                    gateway: str | None = None,
                    labels: dict[str, str] | None = None,
-                   project: Project | None = None) -> tuple[Network, Operation]:
-    """A bridge network; each host creates it when a container attached to it arrives."""
+                   project: Project | None = None,
+                   internal: Any = False) -> tuple[Network, Operation]:
+    """A bridge network; each host creates it when a container attached to it arrives.
+    `internal`: the bridge forwards nothing in or out of the host, and its containers get no
+    default route (they reach only each other)."""
     name = _valid_name(name, "network")
     labels = _labels(labels)
     errors = Errors()
+    if not isinstance(internal, bool):
+        errors.add("internal", f"{internal!r} is not allowed: must be true or false")
     if name in BUILTIN_NETWORKS or name == "host":
         errors.add("name", f"{name!r} is built in: choose another name")
     elif Network.objects.filter(name=name).exists():
@@ -433,7 +438,7 @@ def create_network(actor: Actor, name: str, subnet: str | None = None,
             errors.add("gateway", f"{gateway!r} is not an IPv4 address")
     errors.check()
     network = Network.objects.create(name=name, subnet=subnet or "", gateway=gateway or "",
-                                     labels=labels, project=project)
+                                     internal=internal, labels=labels, project=project)
     operation = start_operation(actor, "network.create", network, status=Operation.SUCCEEDED,
                                 message="hosts create it when a container attaches to it")
     record_event(actor, "network.create", network, after=network.to_spec(),
