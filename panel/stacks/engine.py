@@ -15,6 +15,8 @@
    a new replica starts, must run and pass its health check (it then joins its port group on
    the host and takes connections), and stays so for `monitor`; only then does the old one
    leave the group and stop. `stop-first` removes the old one first. Between batches, `delay`.
+   A replica that shares published ports and has no health check of its own gets a TCP connect
+   check on its first published TCP port (`readiness_check`), so "ready" means it accepts them.
    A new replica that fails is removed, and `failure_action` decides: `rollback` ends the
    revision as rolled back and deploys the last good revision again (the reason is recorded on
    both), `pause` ends it as paused, `continue` goes on;
@@ -41,6 +43,7 @@ from panel.stacks.models import Replica, Revision, Stack
 from panel.stacks.resolve import replica_hash, split_environment
 from panel.workloads import services as workloads
 from panel.workloads.models import ACTIVE_STATUSES, Container, Network, Operation, Volume
+from runtime.network.ports import parse_port_spec
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +183,24 @@ class Deployment:
     # -- networks and volumes ----------------------------------------------------------------
     def _ensure_networks(self) -> None:
         for key, network in sorted(self.spec.networks.items()):
-            exists = Network.objects.filter(name=network.name).exists()
+            existing = Network.objects.filter(name=network.name).first()
             if network.external:
-                if not exists:
+                if existing is None:
                     raise DeployFailed(f"external network {network.name!r} (networks.{key}) "
                                        "does not exist: create it first")
-            elif not exists:
+            elif existing is None:
                 _retry(workloads.create_network, self.actor, network.name,
                        network.subnet or None, network.gateway or None,
-                       {**network.labels, "berth.stack": self.stack.name}, self.stack.project)
+                       {**network.labels, "berth.stack": self.stack.name}, self.stack.project,
+                       internal=network.internal)
+            elif existing.internal != network.internal:
+                # Hosts keep a network as it was created; going on would silently leave an
+                # internal network open (or the reverse).
+                raise DeployFailed(
+                    f"network {network.name!r} (networks.{key}) exists with internal: "
+                    f"{str(existing.internal).lower()}, the compose file asks for internal: "
+                    f"{str(network.internal).lower()}: remove the stack and deploy it again, "
+                    "or give the network another name")
             self._step(f"network {network.name}", flush=False)  # with the first replicas
 
     def _ensure_volumes(self) -> None:
@@ -320,6 +332,8 @@ class Deployment:
         if check is not None:
             data["healthcheck"] = {**check, **{key: f"{check[key]}ns" for key in
                                                ("interval", "timeout", "start_period")}}
+        elif container["ports"]:
+            data["healthcheck"] = readiness_check(container["ports"])
         data["name"] = self._name(name, slot)
         options = {key: container[key] for key in OPTION_FIELDS
                    if container.get(key) not in (None, False)}
@@ -417,6 +431,19 @@ class Deployment:
             _retry(services.drop_replica, self.actor, replica)
             self._step(f"{replica.service} replica {replica.slot} removed (service gone)",
                        advance=0)
+
+
+def readiness_check(ports: list[str]) -> dict[str, Any] | None:
+    """The health check of a replica that shares published ports and has none of its own: a
+    TCP connect to its first published TCP port (runtime/containers/health.py), so the host
+    sends it connections, and a rolling update replaces an old replica, only once it accepts
+    them. None when it publishes UDP only."""
+    for text in ports:
+        spec = parse_port_spec(text)
+        if spec.protocol == "tcp":
+            return {"test": ["TCP", str(spec.container_port)], "interval": "2s",
+                    "timeout": "1s", "retries": 3}
+    return None
 
 
 def _state(container: Container) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from panel.fleet.placement import parse_constraint
 from runtime.containers import options as opts
+from runtime.containers.health import check_test
 from runtime.errors import InvalidArgument
 from runtime.images.reference import parse_reference
 from runtime.network.ports import parse_port_spec
@@ -106,10 +107,15 @@ def parse_healthcheck(value: Any, errors: Errors) -> dict | None:
     test = value.get("test")
     if isinstance(test, str) and test:
         test = ["CMD-SHELL", test]
-    elif not (_strings(test) and test and (test[0] in ("CMD", "CMD-SHELL", "NONE"))):
+    elif not (_strings(test) and test and (test[0] in ("CMD", "CMD-SHELL", "NONE", "TCP"))):
         errors.add("healthcheck", 'test must be a command string, or a list starting with '
-                                  '"CMD", "CMD-SHELL" or "NONE"')
+                                  '"CMD", "CMD-SHELL" or "NONE", or ["TCP", "<port>"]')
         test = []
+    else:
+        try:
+            check_test(test)
+        except InvalidArgument as exc:
+            errors.add("healthcheck", str(exc))
     result: dict[str, Any] = {"test": test}
     for key in ("interval", "timeout", "start_period"):
         try:

@@ -4,6 +4,11 @@ States: `starting` until the first success; `healthy` after a success; `unhealth
 `Retries` probes in a row failed. Failures during `StartPeriod` do not count. The last five
 results are kept in `State.Health.Log`, as docker does.
 
+Besides Docker's `CMD`/`CMD-SHELL` tests, `["TCP", "<port>"]` is a connect check made from the
+host to the container's address (the way a published port reaches it): healthy once the port
+accepts a connection. The stack engine gives it to replicas that share a published port and have
+no health check of their own, so they take connections only once they can.
+
 Schedule (Docker 25's): a probe every `Interval`, but every `StartInterval` while the container
 is still `starting` within its `StartPeriod` (`next_interval`). Berth adds *early* probes: until
 the first scheduled probe, while `starting`, it probes sooner (`EARLY_FIRST` after the start,
@@ -13,6 +18,7 @@ turns healthy as soon as its check can pass and never turns unhealthy sooner tha
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +27,7 @@ from runtime.errors import ContainerNotRunning, InvalidArgument
 
 if TYPE_CHECKING:
     from runtime.containers.manager import ContainerManager
+    from runtime.containers.record import Container
 
 DEFAULT_INTERVAL = 30_000_000_000
 DEFAULT_TIMEOUT = 30_000_000_000
@@ -51,6 +58,14 @@ def next_interval(check: dict[str, Any], status: str, running_for: float) -> flo
     return check["Interval"] / 1e9
 
 
+def check_test(test: list[str]) -> None:
+    """InvalidArgument unless `test` is a runnable health test (or NONE)."""
+    if test and test[0] == "TCP":
+        port = test[1] if len(test) == 2 else ""
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            raise InvalidArgument(f'a TCP health test is ["TCP", "<port 1-65535>"], not {test}')
+
+
 def probe_command(test: list[str]) -> list[str]:
     """`CMD-SHELL x` runs `/bin/sh -c x`; `CMD a b` runs a b."""
     if not test or test[0] == "NONE":
@@ -73,14 +88,17 @@ def run_healthcheck(manager: ContainerManager, ref: str, early: bool = False) ->
         raise ContainerNotRunning(f"container {container.name} is not running")
     check = settings(container.healthcheck)
     started = now_iso()
-    try:
-        result = manager.exec(container.id, probe_command(check["Test"]), capture=True,
-                              timeout=check["Timeout"] / 1e9)
-        exit_code = 0 if result.returncode == 0 else 1
-        output = (result.stdout + result.stderr).decode(errors="replace")[:OUTPUT_LIMIT]
-    except subprocess.TimeoutExpired:
-        exit_code = -1
-        output = f"Health check exceeded timeout ({check['Timeout'] / 1e9:g}s)"
+    if check["Test"][:1] == ["TCP"]:
+        exit_code, output = _connect(container, int(check["Test"][1]), check["Timeout"] / 1e9)
+    else:
+        try:
+            result = manager.exec(container.id, probe_command(check["Test"]), capture=True,
+                                  timeout=check["Timeout"] / 1e9)
+            exit_code = 0 if result.returncode == 0 else 1
+            output = (result.stdout + result.stderr).decode(errors="replace")[:OUTPUT_LIMIT]
+        except subprocess.TimeoutExpired:
+            exit_code = -1
+            output = f"Health check exceeded timeout ({check['Timeout'] / 1e9:g}s)"
     entry = {"Start": started, "End": now_iso(), "ExitCode": exit_code, "Output": output}
     if early and exit_code != 0:
         return entry
@@ -100,6 +118,23 @@ def run_healthcheck(manager: ContainerManager, ref: str, early: bool = False) ->
             if set_serving is not None:
                 set_serving(current, health["Status"] == "healthy")
     return entry
+
+
+def _connect(container: Container, port: int, timeout: float) -> tuple[int, str]:
+    """A TCP connect to the container's first address (127.0.0.1 with the host's network)."""
+    networks = (container.network_settings or {}).get("Networks") or {}
+    address = next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
+    if not address:
+        if container.host_config.get("NetworkMode") != "host":
+            return 1, "the container has no network address to connect to"
+        address = "127.0.0.1"
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return 0, f"{address}:{port} accepts connections"
+    except TimeoutError:
+        return -1, f"connecting to {address}:{port} timed out ({timeout:g}s)"
+    except OSError as exc:
+        return 1, f"connecting to {address}:{port}: {exc.strerror or exc}"
 
 
 def apply_result(health: dict[str, Any], entry: dict[str, Any], check: dict[str, Any],

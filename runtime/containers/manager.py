@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.containers import monitor, rootfs
 from runtime.containers import options as opts
 from runtime.containers.cgroups import cgroups_path, remove_empty_cgroup_parents
+from runtime.containers.health import check_test, run_healthcheck
 from runtime.containers.network import LoopbackOnly, NetworkProvider, hosts_file
 from runtime.containers.ociruntime import OCIRuntime, exec_failure_code, select_runtime
 from runtime.containers.record import (
@@ -643,8 +644,6 @@ class ContainerManager:
 
     def run_healthcheck(self, ref: str, early: bool = False) -> dict[str, Any]:
         """Run the container's health check once and record the result (health.py)."""
-        from runtime.containers.health import run_healthcheck
-
         return run_healthcheck(self, ref, early)
 
     # -- purge -------------------------------------------------------------------------------
@@ -732,6 +731,7 @@ def _healthcheck(health: opts.HealthOptions | None, image_health: dict | None) -
                 merged[key] = value
     if health is not None and health.retries < 0:
         raise InvalidArgument("--health-retries must be 0 or more")
+    check_test(merged.get("Test") or [])
     return merged or None
 
 

@@ -113,6 +113,23 @@ def test_early_probes_make_a_ready_container_healthy_before_the_first_interval(h
     assert healthy.state["Health"]["FailingStreak"] == 0
 
 
+def test_a_tcp_check_turns_healthy_once_the_port_accepts_connections(host, supervisor):
+    container = run(host, "sh", "-c", "sleep 0.5; exec httpd -f -p 8080", health=HealthOptions(
+        test=["TCP", "8080"], interval=200_000_000, retries=100))
+    healthy = until(lambda: (c := host.containers.get(container.id)).state["Health"]["Status"]
+                    == "healthy" and c)
+    assert healthy.state["Health"]["Log"][-1]["Output"].endswith(":8080 accepts connections")
+    host.containers.kill(container.id)
+
+
+def test_a_tcp_check_needs_a_port(host):
+    from runtime.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match=r'\["TCP", "<port 1-65535>"\]'):
+        run(host, "sleep", "1", health=HealthOptions(test=["TCP", "http"]))
+    assert host.containers.list(all=True) == []
+
+
 def test_failing_early_probes_never_make_a_container_unhealthy(host, supervisor):
     container = run(host, "sleep", "30", health=HealthOptions(
         test=["CMD", "false"], interval=600_000_000_000, retries=1))

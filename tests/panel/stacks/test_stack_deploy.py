@@ -160,3 +160,46 @@ def test_rolling_update_serves_every_request_and_a_failing_one_rolls_back(host, 
     assert stack.current_revision.number == 4
     assert "v2" in stack.compose and len(_running(stack, "web")) == 2
     assert api.delete(f"/api/v1/stacks/{stack.pk}/").status_code == 202
+
+
+def _slow_web(port: int, version: str) -> str:
+    # no health check: the replicas get a TCP check on 8080 and take connections once httpd,
+    # a second after the start, accepts them
+    serve = (f"mkdir -p /www && echo {version} > /www/index.html && sleep 1 "
+             "&& exec httpd -f -p 8080 -h /www")
+    return f"""
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "{serve}"]
+    ports: ["{port}:8080"]
+    deploy:
+      replicas: 2
+      update_config: {{order: start-first}}
+"""
+
+
+def test_replicas_without_a_health_check_take_connections_only_once_they_accept_them(host, api):
+    port = _free_port()
+    created = api.post("/api/v1/stacks/", {"name": "slow", "compose": _slow_web(port, "v1")},
+                       format="json")
+    assert created.status_code == 201, created.content
+    stack = Stack.objects.get(name="slow")
+    assert wait_revision(stack.pk, 1, plane=host).status == Revision.SUCCEEDED
+    replicas = _running(stack, "web")
+    assert [c.healthcheck["test"] for c in replicas] == [["TCP", "8080"]] * 2
+    assert {c.health for c in replicas} == {"healthy"}
+    client = Client(f"http://127.0.0.1:{port}/").start()
+    try:
+        wait_for(lambda: "v1" in client.answers, 20, "the first answer")
+        patched = api.patch(f"/api/v1/stacks/{stack.pk}/",
+                            {"compose": _slow_web(port, "v2"), "deploy": True}, format="json")
+        assert patched.status_code == 200, patched.content
+        assert wait_revision(stack.pk, 2, plane=host).status == Revision.SUCCEEDED
+        seen_before = len(client.answers)
+        wait_for(lambda: len(client.answers) > seen_before + 20, 20, "more answers")
+    finally:
+        client.stop()
+    assert client.failures == []
+    assert set(client.answers) == {"v1", "v2"} and client.answers[-1] == "v2"
+    assert api.delete(f"/api/v1/stacks/{stack.pk}/").status_code == 202
