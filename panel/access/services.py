@@ -138,7 +138,8 @@ def update_project(actor: Actor, project: Project, **changes: Any) -> Project:
     if unknown:
         raise ValidationFailed({f: ["cannot be changed: use name, description"]
                                 for f in sorted(unknown)})
-    project = Project.objects.select_for_update(of=("self",)).select_related("team").get(pk=project.pk)
+    project = Project.objects.select_for_update(of=("self",)).select_related("team").get(
+        pk=project.pk)
     before = {"name": project.name, "description": project.description}
     if "name" in changes:
         name = _name(changes["name"])
@@ -217,8 +218,8 @@ def set_member(actor: Actor, team: Team, username: Any, role: Any) -> Membership
 @transaction.atomic
 def remove_member(actor: Actor, membership: Membership) -> None:
     """Take `membership`'s user out of its team (not the last admin)."""
-    membership = Membership.objects.select_for_update(of=("self",)).select_related("team", "user").get(
-        pk=membership.pk)
+    membership = Membership.objects.select_for_update(of=("self",)).select_related(
+        "team", "user").get(pk=membership.pk)
     if membership.role == ADMIN and not _admins_left(membership.team, membership):
         raise Conflict(f"{membership.user} is the last admin of team {membership.team}: make "
                        "someone else admin first")

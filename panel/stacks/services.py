@@ -294,7 +294,8 @@ def finish_revision(actor: Actor, revision: Revision, status: str, reason: str,
                     result: dict[str, Any]) -> Revision:
     """Record the outcome of a deploy; a succeeded revision becomes the stack's current one."""
     _lock(revision.stack)
-    revision = Revision.objects.select_for_update(of=("self",)).select_related("stack").get(pk=revision.pk)
+    revision = Revision.objects.select_for_update(of=("self",)).select_related("stack").get(
+        pk=revision.pk)
     revision.status = status
     # a revision made for a reason (a rollback) keeps it, followed by the outcome
     revision.reason = f"{revision.reason}; {reason}" if revision.reason and reason else \
