@@ -79,6 +79,8 @@ class HealthcheckRequest(serializers.Serializer):
     timeout = serializers.CharField(required=False)
     retries = serializers.IntegerField(required=False)
     start_period = serializers.CharField(required=False)
+    start_interval = serializers.CharField(required=False,
+                                           help_text="probe gap within start_period (5s)")
 
 
 class ContainerCreateRequest(serializers.Serializer):

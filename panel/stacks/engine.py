@@ -330,8 +330,9 @@ class Deployment:
             data["image"], data["pull"] = f"{container['image']}@{digest}", True
         check = container["healthcheck"]
         if check is not None:
-            data["healthcheck"] = {**check, **{key: f"{check[key]}ns" for key in
-                                               ("interval", "timeout", "start_period")}}
+            data["healthcheck"] = {**check, **{
+                key: f"{check[key]}ns" for key in ("interval", "timeout", "start_period",
+                                                   "start_interval") if key in check}}
         elif container["ports"]:
             data["healthcheck"] = readiness_check(container["ports"])
         data["name"] = self._name(name, slot)

@@ -23,12 +23,14 @@ def test_create_returns_201_with_operation_and_names_of_secrets_only(api, make_h
     response = api.post("/api/v1/containers/", {
         "name": "web", "image": "busybox", "command": ["httpd", "-f"], "ports": ["8080:80"],
         "memory": "64m", "secrets": {"DB_PASSWORD": "hunter2"}, "labels": {"tier": "front"},
-        "healthcheck": {"test": "wget -q -O- localhost", "interval": "5s", "retries": 3},
+        "healthcheck": {"test": "wget -q -O- localhost", "interval": "5s", "retries": 3,
+                        "start_period": "30s", "start_interval": "500ms"},
     }, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["secrets"] == ["DB_PASSWORD"] and body["host"] == "h1"
     assert body["healthcheck"]["interval"] == 5_000_000_000
+    assert body["healthcheck"]["start_interval"] == 500_000_000
     assert "hunter2" not in response.content.decode()
     operation = api.get(f"/api/v1/operations/{body['operation']}/")
     assert operation.status_code == 200 and operation.json()["status"] == "pending"
@@ -192,3 +194,14 @@ def test_berth_token_prints_a_new_working_token_each_time(user, client):
         assert answer.status_code == 200
     with pytest.raises(CommandError, match="createsuperuser"):
         call_command("berth_token", "nobody")
+
+
+def test_a_tcp_health_test_needs_a_port(api, make_host, broker):
+    make_host("h1")
+    response = api.post("/api/v1/containers/", {
+        "image": "busybox", "healthcheck": {"test": ["TCP", "http"]}}, format="json")
+    assert response.status_code == 400
+    assert '["TCP", "<port 1-65535>"]' in response.json()["healthcheck"][0]
+    accepted = api.post("/api/v1/containers/", {
+        "image": "busybox", "healthcheck": {"test": ["TCP", "8080"]}}, format="json")
+    assert accepted.status_code == 201, accepted.content

@@ -39,7 +39,8 @@ Services
                               ``healthcheck`` on that service)
 ``healthcheck``               ``test`` (string = ``CMD-SHELL``, or ``["CMD", …]``,
                               ``["CMD-SHELL", "…"]``, ``["NONE"]``), ``interval``,
-                              ``timeout``, ``start_period``, ``retries``, ``disable``
+                              ``timeout``, ``start_period``, ``start_interval``,
+                              ``retries``, ``disable``
 ``restart``                   ``no``, ``always``, ``on-failure[:N]``, ``unless-stopped``
 ``init``, ``read_only``       true or false
 ``user``                      ``USER``, ``UID`` or ``UID:GID``

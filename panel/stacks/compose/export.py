@@ -65,7 +65,7 @@ def _plain_default(stack: StackSpec, network: NetworkSpec) -> bool:
 
 def _healthcheck(check: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"test": list(check["test"])}
-    for key in ("interval", "timeout", "start_period"):
+    for key in ("interval", "timeout", "start_period", "start_interval"):
         if check.get(key):
             out[key] = format_duration(check[key])
     if check.get("retries"):

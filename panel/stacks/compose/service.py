@@ -116,9 +116,9 @@ for _key in ("cpu_count", "cpu_percent", "cpu_shares", "cpu_period", "cpu_quota"
              "storage_opt"):
     REFUSED_SERVICE_KEYS[_key] = _NO_TUNING.format(key=_key)
 
-HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period", "disable")
-HEALTH_REFUSED = {"start_interval": "start_interval is not supported; Berth probes every "
-                                    "interval: from the start"}
+HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start_interval",
+               "disable")
+HEALTH_REFUSED: dict[str, str] = {}
 DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "update_config")
 DEPLOY_REFUSED = {
     "restart_policy": "use the service's restart: (no, always, on-failure[:N], unless-stopped)",
@@ -256,7 +256,7 @@ def _healthcheck(ctx: Context, node: Node, path: str) -> tuple[dict[str, Any] | 
                       'command, or just "NONE"')
             return None, False
         result["test"] = test
-    for key in ("interval", "timeout", "start_period"):
+    for key in ("interval", "timeout", "start_period", "start_interval"):
         if key in fields and duration(ctx, fields[key], join(path, key)) is not None:
             result[key] = fields[key].value
     if "retries" in fields:

@@ -100,7 +100,8 @@ def test_every_supported_service_key_is_resolved() -> None:
     assert api.depends_on == {"db": "service_started"}
     assert c["healthcheck"] == {"test": ["CMD-SHELL", "curl -fs http://localhost:8000/ || exit 1"],
                                 "interval": 90 * SECOND, "timeout": SECOND // 2,
-                                "start_period": 10 * SECOND, "retries": 5}
+                                "start_period": 10 * SECOND, "start_interval": 2 * SECOND,
+                                "retries": 5}
     assert c["restart"] == "on-failure:3" and c["init"] is True  # from the merged x-defaults
     assert c["labels"] == {"com.example.flag": "", "com.example.role": "api"}  # list overrides
     assert (c["user"], c["workdir"], c["hostname"], c["read_only"]) == \
