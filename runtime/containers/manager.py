@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 KILL_GRACE = 10.0  # how long to wait for SIGKILL to take effect
 DRAIN_SECONDS = 0.05  # a port-group replica leaving: packets already routed to it arrive
 DRAIN_POLL = 0.02  # then how often its open connections are counted until they closed
+_WIRING = ThreadPoolExecutor(4, thread_name_prefix="berth-wire")
 
 
 class ContainerManager:
@@ -329,8 +331,15 @@ class ContainerManager:
             self._populate_volumes(container)
             namespace = self.network.prepare(container)
             self._write_bundle(container, image_layers, namespace)
-            pid = monitor.launch(container, runtime, self.store.exit_dir, socket_dir,
-                                 self._exit_command(container), self.log_size_max)
+            # the interfaces are wired while conmon has the runtime create the container
+            wiring = _WIRING.submit(self.network.wire, container)
+            try:
+                pid = monitor.launch(container, runtime, self.store.exit_dir, socket_dir,
+                                     self._exit_command(container), self.log_size_max)
+            except BaseException:
+                wiring.exception()  # finished before the teardown undoes it
+                raise
+            wiring.result()
             runtime.start(container.id, pid)
         except BaseException as exc:
             self._teardown(container)

@@ -25,6 +25,11 @@ class NetworkProvider(Protocol):
         """Called before the runtime creates the container: return a network namespace path to
         join, or None to let the runtime create a new (loopback-only) one."""
 
+    def wire(self, container: Container) -> None:
+        """Called after `prepare`, in another thread while the OCI runtime creates the
+        container and before it starts: finish the namespace `prepare` returned (interfaces,
+        addresses, routes, names, rules); on failure the start fails and `release` runs."""
+
     def attached(self, container: Container, pid: int) -> None:
         """Called once the container's init process exists (its namespace is /proc/PID/ns/net)."""
 
@@ -51,6 +56,9 @@ class LoopbackOnly:
     """A new network namespace per container with only `lo`."""
 
     def prepare(self, container: Container) -> str | None:
+        return None
+
+    def wire(self, container: Container) -> None:
         return None
 
     def configure(self, options: RunOptions, config: dict[str, Any],

@@ -144,19 +144,25 @@ def netns_exists(name: str) -> bool:
     return os.path.exists(netns_path(name))
 
 
+def mac_for(address: IPv4Address | str) -> str:
+    """A container interface's MAC address, derived from its IPv4 address as Docker does
+    (02:42 and the four bytes): known before the interface exists, and stable for an address,
+    so neighbours' ARP caches stay right when a container is recreated at the same address."""
+    return "02:42:" + ":".join(f"{byte:02x}" for byte in IPv4Address(str(address)).packed)
+
+
 def add_veth(ns_name: str, bridge: str, bridge_address: IPv4Interface, host_ifname: str,
-             ifname: str, address: IPv4Interface, gateway: IPv4Address | None,
-             loopback_up: bool = False) -> str:
+             ifname: str, address: IPv4Interface, gateway: IPv4Address | None, mac: str,
+             loopback_up: bool = False) -> None:
     """Wire a namespace onto a bridge (re-created with `bridge_address` if it went missing):
-    a veth pair whose host end joins `bridge` and whose other end becomes `ifname` in
-    namespace `ns_name` with `address` and, when `gateway` is given, the default route; with
-    `loopback_up`, `lo` is brought up too. Returns the interface's MAC address. On failure
-    nothing stays.
+    a veth pair whose host end joins `bridge` and whose other end becomes `ifname` (with MAC
+    address `mac`) in namespace `ns_name` with `address` and, when `gateway` is given, the
+    default route; with `loopback_up`, `lo` is brought up too. On failure nothing stays.
 
     Two netlink sessions: one on the host creates the pair (the host end enslaved and up, the
     other end born in the namespace under its final name), one inside the namespace
     (namespaces.run_inside) gives it its address and route."""
-    def configure_inside() -> str:
+    def configure_inside() -> None:
         with IPRoute() as ns:
             if loopback_up:
                 ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
@@ -166,8 +172,6 @@ def add_veth(ns_name: str, bridge: str, bridge_address: IPv4Interface, host_ifna
             ns.link("set", index=index, state="up")
             if gateway is not None:
                 ns.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=index)
-            link = ns.get_links(index)[0]
-            return str(link.get_attr("IFLA_ADDRESS"))
 
     try:
         with _netlink(f"create veth {host_ifname}") as ipr:
@@ -178,10 +182,11 @@ def add_veth(ns_name: str, bridge: str, bridge_address: IPv4Interface, host_ifna
             namespace_fd = os.open(netns_path(ns_name), os.O_RDONLY | os.O_CLOEXEC)
             try:
                 ipr.link("add", ifname=host_ifname, kind="veth", master=bridge_index,
-                         state="up", peer={"ifname": ifname, "net_ns_fd": namespace_fd})
+                         state="up", peer={"ifname": ifname, "address": mac,
+                                           "net_ns_fd": namespace_fd})
             finally:
                 os.close(namespace_fd)
-        return namespaces.run_inside(ns_name, configure_inside)
+        namespaces.run_inside(ns_name, configure_inside)
     except NetlinkError as exc:
         delete_link(host_ifname)
         raise RuntimeFailure(f"wire {ifname} of namespace {ns_name} onto {bridge}: "

@@ -4,6 +4,8 @@
     networks.create("web", subnet="10.90.0.0/24")
     sandbox = networks.setup("ctr-id", "ctr-name", [EndpointRequest("web")], [PortSpec(80)])
     sandbox["Path"]      # /run/netns/berth-…, for the OCI runtime to join
+    # or in two steps, the second while the OCI runtime creates the container (provider.py):
+    networks.setup(…, wire=False); networks.wire("ctr-id")
     networks.teardown("ctr-id")   # the container stopped: ports, DNS, veths, namespace go
     networks.forget("ctr-id")     # the container was removed: its addresses go too
 
@@ -174,12 +176,13 @@ class NetworkManager:
 
     def setup(self, owner: str, name: str, requests: builtins.list[EndpointRequest],
               ports: builtins.list[PortSpec], hostname: str | None = None,
-              port_group: str = "", serving: bool = True) -> dict[str, Any]:
+              port_group: str = "", serving: bool = True, wire: bool = True) -> dict[str, Any]:
         """Create the sandbox of `owner`: a namespace with one interface per requested network
         (address, default route via the first non-internal network), its DNS names (`name`,
         the aliases, the short id, the hostname) and its published ports. All or nothing.
         With `port_group`, the ports are shared with the group's other members and take
-        connections once `serving` (ports.py)."""
+        connections once `serving` (ports.py). With `wire=False` the addresses, ports and the
+        empty namespace are made and recorded, and `wire` adds the rest later."""
         self.teardown(owner)  # a stale sandbox of a crashed run
         networks = [self.get(r.network) for r in requests]
         if len({n.name for n in networks}) != len(networks):
@@ -199,19 +202,30 @@ class NetworkManager:
             bindings = self.ports.reserve(owner, ports, str(primary), port_group,
                                           serving) if ports else []
             sandbox["Ports"] = [vars(b) for b in bindings]
-            bridge.create_netns(ns_name, loopback_up=not requests)  # else: with eth0
-            self._save_sandbox(sandbox)
             routed = False
             for network, request, address in zip(networks, requests, addresses, strict=True):
                 gateway = None if network.internal or routed else network.gateway
                 routed = routed or gateway is not None
-                self._wire(sandbox, network, request, address, gateway)
-            self.sync_rules()
+                self._add_endpoint(sandbox, network, request, address, gateway)
+            bridge.create_netns(ns_name, loopback_up=not requests)  # else: with eth0
+            self._save_sandbox(sandbox)
+            if wire:
+                self.wire(owner)
         except BaseException:
             self.teardown(owner)
             self.forget(owner)
             raise
         return sandbox
+
+    def wire(self, owner: str) -> None:
+        """The second step of `setup(wire=False)`: the veths, DNS names and packet-filter rules
+        of the recorded sandbox. On failure the caller tears the sandbox down."""
+        sandbox = self._sandbox(owner)
+        if sandbox is None:
+            raise NotFound(f"{self.describe(owner)} has no network sandbox to wire")
+        for index, network_name in enumerate(sandbox["Endpoints"]):
+            self._attach(sandbox, self.get(network_name), loopback_up=index == 0)
+        self.sync_rules()
 
     def connect(self, owner: str, request: EndpointRequest) -> dict[str, Any]:
         """Attach a running sandbox to one more network."""
@@ -223,12 +237,16 @@ class NetworkManager:
             raise Conflict(f"{self.describe(owner)} is already connected to {network.name!r}")
         address = self._book(network).allocate(owner, request.ip, self.is_live)
         routed = any(e.get("Routed") for e in sandbox["Endpoints"].values())
+        first = not sandbox["Endpoints"]
         try:
-            self._wire(sandbox, network, request, address,
-                       None if network.internal or routed else network.gateway)
+            self._add_endpoint(sandbox, network, request, address,
+                               None if network.internal or routed else network.gateway)
+            self._attach(sandbox, network, loopback_up=first)
         except BaseException:
+            sandbox["Endpoints"].pop(network.name, None)
             self._book(network).release(owner)
             raise
+        self._save_sandbox(sandbox)
         return sandbox
 
     def disconnect(self, owner: str, network_ref: str) -> None:
@@ -340,24 +358,29 @@ class NetworkManager:
         tmp.write_text(json.dumps(sandbox))
         os.replace(tmp, path)
 
-    def _wire(self, sandbox: dict[str, Any], network: Network, request: EndpointRequest,
-              address: Any, gateway: Any) -> None:
-        owner = sandbox["Id"]
+    def _add_endpoint(self, sandbox: dict[str, Any], network: Network, request: EndpointRequest,
+                      address: Any, gateway: Any) -> None:
+        """Record the interface `sandbox` gets on `network` (not made yet: `_attach`)."""
         used = {e["Interface"] for e in sandbox["Endpoints"].values()}
         ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
-        host_veth = bridge.veth_name(owner, network.name)
-        mac = bridge.add_veth(sandbox["Netns"], network.bridge, network.gateway_interface,
-                              host_veth, ifname,
-                              IPv4Interface(f"{address}/{network.subnet.prefixlen}"), gateway,
-                              loopback_up=not used)
         sandbox["Endpoints"][network.name] = {
-            "NetworkID": network.id, "Interface": ifname, "HostVeth": host_veth,
+            "NetworkID": network.id, "Interface": ifname,
+            "HostVeth": bridge.veth_name(sandbox["Id"], network.name),
             "IPAddress": str(address), "IPPrefixLen": network.subnet.prefixlen,
-            "Gateway": str(network.gateway), "MacAddress": mac, "Routed": gateway is not None,
-            "Aliases": list(request.aliases),
+            "Gateway": str(network.gateway), "MacAddress": bridge.mac_for(address),
+            "Routed": gateway is not None, "Aliases": list(request.aliases),
         }
-        self._save_sandbox(sandbox)
-        names = [sandbox["Name"], *request.aliases, owner[:12]]
+
+    def _attach(self, sandbox: dict[str, Any], network: Network, loopback_up: bool) -> None:
+        """Make the recorded endpoint of `sandbox` on `network`: its veth and DNS names."""
+        owner, endpoint = sandbox["Id"], sandbox["Endpoints"][network.name]
+        address = IPv4Interface(f"{endpoint['IPAddress']}/{endpoint['IPPrefixLen']}")
+        bridge.add_veth(sandbox["Netns"], network.bridge, network.gateway_interface,
+                        endpoint["HostVeth"], endpoint["Interface"], address,
+                        network.gateway if endpoint["Routed"] else None,
+                        endpoint["MacAddress"], loopback_up=loopback_up)
+        names = [sandbox["Name"], *endpoint["Aliases"], owner[:12]]
         if sandbox.get("Hostname") and sandbox["Hostname"] not in names:
             names.append(sandbox["Hostname"])
-        self.dns.set_entry(network.name, str(network.gateway), owner, str(address), names)
+        self.dns.set_entry(network.name, str(network.gateway), owner, endpoint["IPAddress"],
+                           names)

@@ -105,9 +105,16 @@ class BridgeNetworks:
         group = port_group(container)
         sandbox = self.manager.setup(container.id, container.name, requests, specs,
                                      container.config.get("Hostname") or None, group,
-                                     serving=not container.healthcheck)
+                                     serving=not container.healthcheck, wire=False)
         self._record(container, sandbox)
         return str(sandbox["Path"])
+
+    def wire(self, container: Container) -> None:
+        """Veths, DNS names and rules of the sandbox `prepare` made (while the OCI runtime
+        creates the container)."""
+        mode = container.host_config.get("NetworkMode") or "none"
+        if mode not in SPECIAL_MODES:
+            self.manager.wire(container.id)
 
     def attached(self, container: Container, pid: int) -> None:
         return None

@@ -308,3 +308,41 @@ def _host_address() -> str:
                 index = route.get_attr("RTA_OIF")
                 return ipr.get_addr(family=2, index=index)[0].get_attr("IFA_ADDRESS")
     return os.environ.get("BERTH_TEST_HOST_ADDRESS", "127.0.0.2")
+
+
+def test_a_wiring_failure_fails_the_start_and_leaves_nothing(berth_root: Path, busybox,
+                                                             monkeypatch) -> None:
+    # the interfaces are wired while conmon has runc create the container: a failure there
+    # must still undo the created container, its namespace, veth, address and port
+    from runtime.containers.options import RunOptions
+    from runtime.errors import RuntimeFailure
+    from runtime.host import Host
+
+    host = Host(berth_root)
+    manager = host.networks.manager
+    wire = manager.wire
+
+    def failing(owner: str) -> None:
+        wire(owner)
+        raise RuntimeFailure("the kernel refused the veth (test)")
+
+    monkeypatch.setattr(manager, "wire", failing)
+    created = host.containers.create(RunOptions(image="busybox", command=["sleep", "60"],
+                                                 name="wired", publish=["127.0.0.1::80"]))
+    with pytest.raises(RuntimeFailure, match="refused the veth"):
+        host.containers.start(created.id)
+    container = host.containers.get("wired")
+    assert not container.running and "refused the veth" in container.state["Error"]
+    assert not bridge.netns_exists(bridge.netns_name(container.id))
+    assert not bridge.links_with_prefix(bridge.veth_name(container.id, "berth"))
+    assert manager.ports.bindings() == []
+    runtime = host.containers.runtime_for(container)
+    assert subprocess.run(runtime.argv("state", container.id), capture_output=True
+                          ).returncode != 0  # the created container was deleted again
+    monkeypatch.setattr(manager, "wire", wire)
+    started = host.containers.start("wired")
+    endpoint = started.network_settings["Networks"]["berth"]
+    assert endpoint["MacAddress"] == bridge.mac_for(endpoint["IPAddress"])
+    inside = subprocess.run(["ip", "netns", "exec", bridge.netns_name(started.id), "cat",
+                             "/sys/class/net/eth0/address"], capture_output=True, text=True)
+    assert inside.stdout.strip() == endpoint["MacAddress"]
