@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
 from rest_framework import status, viewsets
@@ -87,16 +88,19 @@ class StackViewSet(Scoped, viewsets.ViewSet):
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         stack = self.get_object()
         data = _body(request, ("compose", "environment", "secrets", "deploy", "message"))
-        stack = services.update_stack(self.actor(), stack, data.get("compose"),
-                                      data.get("environment"), data.get("secrets"),
-                                      allow_bind_mounts=self._admin())
-        body = stack_data(stack, detail=True)
-        if _flag(data, "deploy", False):
-            if not policy.can(request.user, "stack.deploy", stack, self.token()):
-                policy.authorize(request.user, "stack.deploy", stack, self.actor(), self.token())
-            revision = services.deploy_stack(self.actor(), stack, str(data.get("message") or ""),
-                                             allow_bind_mounts=self._admin())
-            body["deployment"] = revision_data(revision)
+        deploy = _flag(data, "deploy", False)
+        if deploy and not policy.can(request.user, "stack.deploy", stack, self.token()):
+            policy.authorize(request.user, "stack.deploy", stack, self.actor(), self.token())
+        with transaction.atomic():  # the change and its deploy, or neither (a 409 keeps none)
+            stack = services.update_stack(self.actor(), stack, data.get("compose"),
+                                          data.get("environment"), data.get("secrets"),
+                                          allow_bind_mounts=self._admin())
+            body = stack_data(stack, detail=True)
+            if deploy:
+                revision = services.deploy_stack(self.actor(), stack,
+                                                 str(data.get("message") or ""),
+                                                 allow_bind_mounts=self._admin())
+                body["deployment"] = revision_data(revision)
         return Response(body)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:

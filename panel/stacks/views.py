@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -135,18 +136,21 @@ def stack_detail(request: HttpRequest, pk: int) -> HttpResponse:
         policy.authorize(request.user, "stack.update", stack, actor(request))
         context["compose"] = request.POST.get("compose", "")
         try:
-            services.update_stack(actor(request), stack, context["compose"],
-                                  allow_bind_mounts=policy.is_platform_admin(request.user))
-            if policy.can(request.user, "stack.deploy", stack):
-                services.deploy_stack(actor(request), stack,
-                                      request.POST.get("message", "") or "edited in the editor",
+            with transaction.atomic():  # a deploy that cannot start keeps the old text too
+                services.update_stack(actor(request), stack, context["compose"],
                                       allow_bind_mounts=policy.is_platform_admin(request.user))
+                if policy.can(request.user, "stack.deploy", stack):
+                    services.deploy_stack(
+                        actor(request), stack,
+                        request.POST.get("message", "") or "edited in the editor",
+                        allow_bind_mounts=policy.is_platform_admin(request.user))
             messages.success(request, "Compose file saved; deploying a new revision.")
             return HttpResponseRedirect(reverse("web-stack", args=[stack.pk]))
         except ValidationFailed as exc:
             context["issues"], context["error"] = _compose_errors(exc)
         except Conflict as exc:
             context["error"], conflict = str(exc), True
+            stack.refresh_from_db()
     context["lines"] = _numbered(context["compose"], context["issues"])
     return render(request, "stacks/detail.html", context,
                   status=_refused_status(context, conflict))

@@ -85,6 +85,11 @@ def test_create_deploys_a_revision_and_keeps_secret_values_out_of_it(
     assert "s3cret" not in str(list(AuditEvent.objects.values_list("details_json", flat=True)))
     again = api.post(f"/api/v1/stacks/{stack.pk}/deploy", {}, format="json")
     assert again.status_code == 409  # revision 1 is still pending
+    changed = api.patch(f"/api/v1/stacks/{stack.pk}/", {"compose": GOOD + "    init: true\n",
+                                                        "deploy": True}, format="json")
+    assert changed.status_code == 409  # and the change that could not be deployed is not kept
+    stack.refresh_from_db()
+    assert stack.compose == GOOD and stack.revisions.count() == 1
 
 
 def test_secret_references_outside_environment_are_refused(api):

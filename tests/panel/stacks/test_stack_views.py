@@ -64,6 +64,8 @@ def test_stack_page_edit_during_a_deploy_answers_409_saying_to_wait(browser):
     assert page.status_code == 409
     assert "revision 1 of stack web is still being deployed" in page.content.decode()
     assert stack.revisions.count() == 1
+    stack.refresh_from_db()
+    assert stack.compose == GOOD  # the refused edit was not kept either
 
 
 def test_editor_creates_and_deploys_then_the_stack_page_shows_it(browser):
