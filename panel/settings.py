@@ -19,6 +19,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(env_str("BERTH_STATE_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("BERTH_DEBUG", False)
+# The stacks' image-update check asks Docker Hub only when allowed (it is on the internet)
+BERTH_STACK_CHECK_DOCKER_HUB = env_bool("BERTH_STACK_CHECK_DOCKER_HUB", False)
 SECRET_KEY = env_str("BERTH_SECRET_KEY", "")
 if not SECRET_KEY:
     # A per-installation key kept in the state dir, so sessions survive restarts.

@@ -14,7 +14,8 @@
 4. rolling update per `deploy.update_config`: in batches of `parallelism`, with `start-first`
    a new replica starts, must run and pass its health check (it then joins its port group on
    the host and takes connections), and stays so for `monitor`; only then does the old one
-   leave the group and stop. `stop-first` removes the old one first. Between batches, `delay`.
+   leave the group and stop. `stop-first` removes the old one first (and waits until its host
+   did). Between batches, `delay`.
    A replica that shares published ports and has no health check of its own gets a TCP connect
    check on its first published TCP port (`readiness_check`), so "ready" means it accepts them.
    A new replica that fails is removed, and `failure_action` decides: `rollback` ends the
@@ -108,6 +109,8 @@ class Deployment:
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> str:
+        for image, problem in sorted((self.revision.result.get("image_problems") or {}).items()):
+            self._step(f"image {image} not pulled", "failed", problem, advance=0, flush=False)
         try:
             self._ensure_networks()
             self._ensure_volumes()
@@ -348,7 +351,8 @@ class Deployment:
     def _name(self, service: str, slot: int) -> str:
         base = f"{self.stack.name}-{service}-{slot}"
         for candidate in (base, f"{base}-r{self.revision.number}"):
-            if not Container.objects.filter(name=candidate).exists():
+            if not Container.objects.filter(name=candidate).exists() \
+                    and not _removing([candidate]).exists():
                 return candidate
         return f"{base}-r{self.revision.number}-{uuid.uuid4().hex[:4]}"
 
@@ -375,10 +379,21 @@ class Deployment:
                     _retry(services.drop_replica, self.actor, old)
                     self._step(f"{name} replica {old.slot} stopped", advance=0,
                                detail=old.container.name)
+                self._wait_removed([old.container.name for old in batch])
                 new = self._create_many([(name, old.slot) for old in batch])
                 self._wait_or_undo(new, service)
             if config["delay"] and start + size < len(in_range):
                 time.sleep(config["delay"] / 1e9)
+
+    def _wait_removed(self, names: list[str]) -> None:
+        """Until the hosts removed the containers `names`: with stop-first the old replica is
+        gone (its port, its volume, its name) before its successor starts."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while _removing(names).exists():
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"{', '.join(names)} not removed within {READY_TIMEOUT:g}s "
+                                   "(is the host down?)")
+            self._tick()
 
     def _wait_or_undo(self, new: list[Replica], service: ServiceSpec) -> None:
         try:
@@ -447,6 +462,12 @@ def readiness_check(ports: list[str]) -> dict[str, Any] | None:
     return None
 
 
+def _removing(names: list[str]) -> Any:
+    """The removals of containers `names` that their hosts have not finished."""
+    return Operation.objects.filter(kind="container.remove", target_name__in=names).exclude(
+        status__in=Operation.FINISHED)
+
+
 def _state(container: Container) -> str:
     """"ready", "running" (not healthy yet), "pending" or "failed"."""
     if container.health == "unhealthy" and container.status in ACTIVE_STATUSES:
@@ -487,5 +508,9 @@ def run_revision(revision_id: int) -> str | None:
     if revision.result.get("pull"):
         from panel.stacks.images import pin_digests
 
-        pin_digests(revision)
+        problems = pin_digests(revision)
+        if problems:  # kept on the revision: finish_revision leaves their updates pending
+            Revision.objects.filter(pk=revision.pk).update(
+                result={**revision.result, "image_problems": problems})
+            revision.refresh_from_db()
     return Deployment(revision).run()

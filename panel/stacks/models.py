@@ -38,6 +38,9 @@ class Stack(models.Model):
                                       help_text="image -> digest first seen after a deploy "
                                                 "that pinned none")
     images_checked_at = models.DateTimeField(null=True, blank=True)
+    image_check_problems = models.JSONField(default=dict, blank=True,
+                                            help_text="image -> why its registry could not "
+                                                      "tell at the last check")
     created_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -83,6 +83,8 @@ def stack_data(stack: Stack, detail: bool = False) -> dict[str, Any]:
             "latest_revision": revision_data(latest) if latest else None,
             "update_available": bool(stack.image_updates),
             "image_updates": stack.image_updates,
+            "image_check_problems": stack.image_check_problems,
+            "images_checked_at": stack.images_checked_at,
             "created_by": stack.created_by, "created_at": stack.created_at,
             "updated_at": stack.updated_at}
     if detail:

@@ -307,7 +307,11 @@ def finish_revision(actor: Actor, revision: Revision, status: str, reason: str,
     if status == Revision.SUCCEEDED:
         stack.current_revision = revision
         if revision.result.get("pull"):
-            stack.image_updates, stack.image_baseline = {}, {}
+            # what this deploy pulled is current; an image its registry could not tell about
+            # (image_problems) keeps its pending update for the next check and deploy
+            kept = revision.result.get("image_problems") or {}
+            stack.image_updates = {i: d for i, d in stack.image_updates.items() if i in kept}
+            stack.image_baseline = {i: d for i, d in stack.image_baseline.items() if i in kept}
         stack.save(update_fields=["current_revision", "image_updates", "image_baseline",
                                   "updated_at"])
     record_event(actor, f"stack.deploy_{status}", stack, revision=revision.number,
@@ -348,16 +352,22 @@ def drop_replica(actor: Actor, replica: Replica) -> None:
 
 @transaction.atomic
 def record_image_updates(actor: Actor, stack: Stack, updates: dict[str, str],
-                         baseline: dict[str, str]) -> None:
-    """What the image check found (observed state: audited only when it changes)."""
+                         baseline: dict[str, str], problems: dict[str, str],
+                         revision_id: int) -> bool:
+    """What the image check of revision `revision_id` found (observed state: audited only
+    when it changes). Nothing is written if another revision became current meanwhile;
+    returns whether it was."""
     stack = _lock(stack)
+    if stack.current_revision_id != revision_id:
+        return False
     changed = updates != stack.image_updates
     stack.image_updates, stack.images_checked_at = updates, timezone.now()
-    stack.image_baseline = baseline
-    stack.save(update_fields=["image_updates", "image_baseline", "images_checked_at",
-                              "updated_at"])
+    stack.image_baseline, stack.image_check_problems = baseline, problems
+    stack.save(update_fields=["image_updates", "image_baseline", "image_check_problems",
+                              "images_checked_at", "updated_at"])
     if changed and updates:
         record_event(actor, "stack.image_updates", stack, images=sorted(updates))
+    return True
 
 
 @transaction.atomic

@@ -61,13 +61,22 @@ def stack_cleanup(operation_id: str, networks: list[str], volumes: list[str],
 
 @app.task(name=control_task("stack_check_images"), ignore_result=True)
 def stack_check_images(**_extra: Any) -> None:
-    """Periodic (beat): look for newer image digests of every deployed stack."""
-    from panel.stacks.images import check_stack
+    """Periodic (beat): look for newer image digests of every deployed stack; a registry that
+    cannot be asked is logged with the reason, per stack and image."""
+    from panel.stacks.images import Lookup, check_stack
     from panel.stacks.models import Stack
 
     actor = Actor.system("image-check")
-    for stack in Stack.objects.filter(current_revision__isnull=False).select_related(
-            "current_revision"):
-        updates = check_stack(actor, stack)
-        if updates:
-            log.info("stack %s: newer images %s", stack.name, ", ".join(sorted(updates)))
+    lookups: dict[str, Lookup] = {}  # each image asked once per run, however many stacks use it
+    for stack in Stack.objects.filter(current_revision__isnull=False).order_by("pk"):
+        try:
+            found = check_stack(actor, stack, lookups)
+        except Exception:  # one stack's failure must not stop the check of the others
+            log.exception("image check of stack %s failed", stack.name)
+            continue
+        if found is None:
+            continue
+        if found.updates:
+            log.info("stack %s: newer images %s", stack.name, ", ".join(sorted(found.updates)))
+        for image, problem in sorted(found.problems.items()):
+            log.warning("stack %s: cannot check image %s: %s", stack.name, image, problem)

@@ -293,7 +293,9 @@ def pull(store: ImageStore, ref: str, *, insecure: bool = False, username: str |
                 f"{what}: the registry served a manifest with digest {digest}, not the one asked "
                 "for; refusing it"
             )
+        index_digest = ""
         if media_type in INDEX_TYPES:
+            index_digest = digest
             chosen = _choose_platform(json.loads(body), what)
             body, media_type, digest = client.get_manifest(path, chosen, scope, what)
             if digest != chosen:
@@ -318,6 +320,8 @@ def pull(store: ImageStore, ref: str, *, insecure: bool = False, username: str |
                 added_blobs.append(digest)
             tags = [f"{reference.repository}:{reference.tag}"] if reference.tag else []
             image = store.add_image(manifest, digest, tags)
+            if index_digest:
+                store.add_index_digest(image.id, index_digest)
         except BaseException:
             _discard(store, added_blobs, added_layers)
             raise

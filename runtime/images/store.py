@@ -366,6 +366,7 @@ class ImageStore:
                     "layers": [vars(layer) for layer in layers],
                     "tags": sorted(set(existing.get("tags", [])) | set(new_tags)),
                     "created": existing.get("created") or time.time(),
+                    "index_digests": existing.get("index_digests", []),
                 }
                 images[config_digest] = record
                 records.append(record)
@@ -387,6 +388,16 @@ class ImageStore:
                 "`image pull` or `image import` brings one"
             )
         return self._image_from(record)
+
+    def add_index_digest(self, image_id: str, digest: str) -> None:
+        """Remember that `image_id` was pulled through the multi-platform index `digest`, so
+        NAME@<index digest> (what a registry reports for the tag) finds it."""
+        with fsutil.locked(self.lock_path):
+            index = self._load_index()
+            record = index["images"].get(image_id)
+            if record is not None and digest not in record.setdefault("index_digests", []):
+                record["index_digests"].append(digest)
+                self._save_index(index)
 
     def tag(self, source: str, target: str) -> Image:
         new_tag = normalise_tag(target)
@@ -526,6 +537,12 @@ def _is_tag_lookup(images: dict[str, Any], ref: str) -> bool:
 def _lookup(images: dict[str, Any], ref: str) -> dict[str, Any] | None:
     if ref in images:
         return images[ref]
+    if "@" in ref:
+        # NAME[:TAG]@DIGEST is the image with that manifest (or multi-platform index) digest,
+        # whatever the tag holds now
+        digest = ref.rpartition("@")[2]
+        return next((r for r in images.values() if digest == r.get("manifest_digest")
+                     or digest in r.get("index_digests", [])), None)
     try:
         tag = normalise_tag(ref)
     except Exception:

@@ -18,7 +18,8 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -223,3 +224,28 @@ class RegistryServer:
         hexpart = digest.split(":", 1)[1]
         return (self.storage / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart
                 / "data")
+
+
+@contextmanager
+def serving(workdir: Path, auth: tuple[str, object] | None = None) -> Iterator[RegistryServer]:
+    """A started `RegistryServer` under `workdir` (which must not exist yet), stopped after;
+    for tests outside this directory (the panel's stack tests) that need a registry."""
+    server = RegistryServer(workdir, auth)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def serving_token_issuer(workdir: Path, users: dict[str, str],
+                         anonymous_actions: Iterable[str] = ()) -> Iterator[TokenServer]:
+    """A started `TokenServer` writing its certificate under `workdir`, stopped after."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    issuer = TokenServer(workdir, users, anonymous_actions)
+    issuer.start()
+    try:
+        yield issuer
+    finally:
+        issuer.stop()

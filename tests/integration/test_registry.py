@@ -3,6 +3,7 @@ anonymous, htpasswd basic auth, and the bearer-token flow; interop with skopeo b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import stat
@@ -160,6 +161,22 @@ def test_pull_by_digest_into_fresh_root(host: Host, registry: RegistryServer,
     image = pull(other_store, f"{registry.address}/by-digest@{digest}", insecure=True)
     assert image.manifest_digest == digest
     assert image.tags == []
+
+
+def test_a_digest_reference_is_that_digest_not_what_the_tag_holds(
+        host: Host, registry: RegistryServer, other_store: ImageStore) -> None:
+    ref = f"{registry.address}/moving:1"
+    _small_image(host.images, "v1\n", ref)
+    first = push(host.images, ref, insecure=True)
+    pull(other_store, ref, insecure=True)
+    _small_image(host.images, "v2\n", ref)
+    second = push(host.images, ref, insecure=True)
+    # the tag still names v1 here: NAME:TAG@<v2> is not v1, and pulling it gives v2
+    assert other_store.get(f"{ref}@{first}").manifest_digest == first
+    with pytest.raises(NotFound):
+        other_store.get(f"{ref}@{second}")
+    moved = pull(other_store, f"{ref}@{second}", insecure=True)
+    assert moved.manifest_digest == second and other_store.get(ref).id == moved.id
 
 
 def test_pull_missing_tag_is_not_found(host: Host, registry: RegistryServer,
@@ -380,3 +397,8 @@ def test_pull_picks_linux_amd64_from_a_multi_platform_index(
     image = pull(other_store, ref, insecure=True)
     assert [layer.diff_id for layer in image.layers] == [layer.diff_id for layer in amd64.layers]
     assert image.config["architecture"] == "amd64"
+    # NAME@<index digest>, what the registry reports for the tag, finds the pulled image
+    index_digest = "sha256:" + hashlib.sha256(
+        _skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}").encode()
+    ).hexdigest()
+    assert other_store.get(f"{ref}@{index_digest}").id == image.id
