@@ -1,7 +1,8 @@
 """WebSocket consumers: container logs, container stats, and the events of everything a user may
-see. Each authenticates on connect and authorises through panel.access.policy, the same checks
-as the views and the REST API. Close codes: 4401 not signed in, 4403 not allowed (e.g. a viewer
-asking for logs), 4404 no such object (or one outside the user's teams), 4400 bad parameters."""
+see (a stack's merged log is panel/live/stack_logs.py). Each authenticates on connect and
+authorises through panel.access.policy, the same checks as the views and the REST API. Close
+codes: 4401 not signed in, 4403 not allowed (e.g. a viewer asking for logs), 4404 no such object
+(or one outside the user's teams), 4400 bad parameters."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _authorized_container(scope: dict[str, Any], action: str, container_id: int)
     return container
 
 
-class _Consumer(AsyncJsonWebsocketConsumer):
+class BaseConsumer(AsyncJsonWebsocketConsumer):
     """Common connect/close handling; subclasses implement `start()`."""
 
     task: asyncio.Task | None = None
@@ -65,8 +66,12 @@ class _Consumer(AsyncJsonWebsocketConsumer):
     async def refuse(self, code: int, reason: str) -> None:
         # Accept first, so the browser sees the close code (a refused handshake has none).
         await self.accept()
+        await self.end(code, reason)
+
+    async def end(self, code: int, reason: str) -> None:
+        """Close an accepted socket saying why, in a message and as the close reason."""
         await self.send_json({"error": reason, "code": code})
-        await self.close(code=code)
+        await self.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -98,7 +103,7 @@ class _Consumer(AsyncJsonWebsocketConsumer):
                 await self.task
 
 
-def _int_param(params: dict[str, str], name: str, default: int | None, high: int) -> int | None:
+def int_param(params: dict[str, str], name: str, default: int | None, high: int) -> int | None:
     raw = params.get(name)
     if raw in (None, ""):
         return default
@@ -108,7 +113,7 @@ def _int_param(params: dict[str, str], name: str, default: int | None, high: int
     return value
 
 
-class LogsConsumer(_Consumer):
+class LogsConsumer(BaseConsumer):
     """`/ws/containers/<id>/logs/?tail=N&timestamps=1&after=SEQ`
 
     Sends `{"lines": [{"seq", "ts", "stream", "text"}]}` batches: the last N lines (or every line
@@ -119,8 +124,8 @@ class LogsConsumer(_Consumer):
     async def start(self) -> None:
         params = self.params()
         try:
-            tail = _int_param(params, "tail", 500, MAX_TAIL)
-            after = _int_param(params, "after", None, 2**62)
+            tail = int_param(params, "tail", 500, MAX_TAIL)
+            after = int_param(params, "after", None, 2**62)
         except ValueError:
             await self.refuse(BAD_REQUEST, f"tail is 0..{MAX_TAIL} and after a seq number")
             return
@@ -150,7 +155,7 @@ class LogsConsumer(_Consumer):
             await self.send_json({"lines": batch})
 
 
-class StatsConsumer(_Consumer):
+class StatsConsumer(BaseConsumer):
     """`/ws/containers/<id>/stats/`: `{"samples": [...]}`, the recent history first, then one
     sample about every second while the socket is open. The agent samples a container only
     while someone watches it, once for all viewers (runtime/agent/logship.py)."""
@@ -189,7 +194,7 @@ def _event_groups(user: Any) -> list[str]:
     return groups + [project_group(pk) for pk in projects]
 
 
-class EventsConsumer(_Consumer):
+class EventsConsumer(BaseConsumer):
     """`/ws/events/`: `{"events": [{"type": "container"|"operation"|"host", …}]}` for every
     object the user may see (groups chosen by panel.live.emit)."""
 

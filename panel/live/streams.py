@@ -1,4 +1,5 @@
-"""Readers of the Redis streams the agents write (runtime/agent/logship.py): logs by seq, stats.
+"""Readers of the Redis streams the agents write (runtime/agent/logship.py): logs by seq (of one
+container, or of several at once for a stack's merged log), stats.
 
 The stream id of a log entry is ``<seq>-0``, so "after seq N" is the exclusive range ``(N-0``."""
 
@@ -89,6 +90,56 @@ class LogReader:
             batch = [log_line(i, f) for i, f in answer[0][1]]
             self.last = batch[-1]["seq"]
             yield batch
+
+
+class MultiLogReader:
+    """The log lines of several containers followed together: each joins with its tail or after
+    a seq, then one blocking XREAD covers every stream, so a quiet replica costs nothing."""
+
+    def __init__(self, redis: aioredis.Redis | None = None):
+        self.redis = redis or client()
+        self.last: dict[str, int] = {}  # uid -> seq of the last line handed out
+
+    async def join_tail(self, uid: str, count: int) -> list[dict[str, Any]]:
+        """Follow `uid`: its last `count` lines now, the rest as read() finds them."""
+        reader = LogReader(uid, self.redis)
+        lines = await reader.tail(count)
+        self.last[uid] = reader.last
+        return lines
+
+    async def join_after(self, uid: str, seq: int) -> int | None:
+        """Follow `uid` from just after `seq` (read() hands out what came since). The first seq
+        still held when lines after `seq` were already trimmed from the capped stream, else
+        None."""
+        self.last[uid] = seq
+        first = await LogReader(uid, self.redis).first_seq()
+        return first if first is not None and first > seq + 1 else None
+
+    async def leave(self, uid: str) -> list[dict[str, Any]]:
+        """Stop following `uid`; the lines it wrote since the last read (at most BATCH)."""
+        seq = self.last.pop(uid, None)
+        if seq is None:
+            return []
+        entries: Any = await self.redis.xrange(log_stream_key(uid), f"({seq}-0", "+",
+                                               count=BATCH)
+        return [log_line(i, f) for i, f in entries]
+
+    async def read(self, block_ms: int, count: int = 1000) -> dict[str, list[dict[str, Any]]]:
+        """{uid: new lines (at most `count` each)}, waiting up to `block_ms` for the first."""
+        block_ms = max(1, block_ms)  # 0 would block for ever
+        if not self.last:
+            await asyncio.sleep(block_ms / 1000)
+            return {}
+        uids = {log_stream_key(uid): uid for uid in self.last}
+        answer: Any = await self.redis.xread(
+            {key: f"{self.last[uid]}-0" for key, uid in uids.items()}, count=count,
+            block=block_ms)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for key, entries in answer or []:
+            uid = uids[key.decode() if isinstance(key, bytes) else key]
+            lines = found[uid] = [log_line(i, f) for i, f in entries]
+            self.last[uid] = lines[-1]["seq"]
+        return found
 
 
 async def watch_stats(uid: str, seconds: int = 5) -> None:

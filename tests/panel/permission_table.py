@@ -209,6 +209,7 @@ WS_ROUTES: dict[str, dict[str, Any]] = {
     "ws/containers/<int:container_id>/logs/": {"obj": "container", "action": "container.logs"},
     "ws/containers/<int:container_id>/stats/": {"obj": "container",
                                                 "action": "container.stats"},
+    "ws/stacks/<int:stack_id>/logs/": {"obj": "stack", "action": "stack.logs"},
 }
 
 

@@ -375,7 +375,8 @@ def test_websocket_permission_matrix(socket_world):
     cells = []
     for route, entry in sorted(WS_ROUTES.items()):
         obj = entry.get("obj")
-        path = "/" + route.replace("<int:container_id>", str(world["objects"]["container"]))
+        path = "/" + route.replace("<int:container_id>", str(world["objects"]["container"])) \
+            .replace("<int:stack_id>", str(world["objects"]["stack"]))
         assert "<" not in path, f"fill in the parameters of {route}"
         for persona in PERSONAS:
             want = expected(entry["action"], obj, "GET", persona, api=False)

@@ -1,0 +1,107 @@
+"""A stack's page in headless Chromium against the real stack (panel, control worker, agent with
+its log shipper): the merged log of every replica is live — a line a replica writes after the
+page loaded shows up without a reload, a replica added by scaling joins the log by itself, and a
+dropped socket reconnects without losing or repeating lines, and removing the stack closes it
+with its reason shown."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.e2e.stack import ADMIN, Stack, sign_in
+
+pytestmark = pytest.mark.root
+
+# Prints "started", then whatever the test drops into /tmp/say (through `exec`), once.
+SPEAKER = ("echo started; while true; do if [ -f /tmp/say ]; then cat /tmp/say; rm -f /tmp/say; "
+           "fi; sleep 0.2; done")
+COMPOSE = f"services:\n  app:\n    image: busybox\n    command: [sh, -c, {json.dumps(SPEAKER)}]\n"
+
+
+def _api(stack: Stack, token: str, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"{stack.url}/api/v1/{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                 "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def _deployed(stack: Stack, token: str, stack_id: int, revision: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        data = _api(stack, token, "GET", f"stacks/{stack_id}/")
+        latest = data["latest_revision"] or {}
+        if latest.get("number") == revision and latest.get("status") == "succeeded":
+            return data
+        assert latest.get("status") not in ("failed", "rolled_back", "paused"), latest
+        time.sleep(0.5)
+    raise AssertionError(f"revision {revision} was not deployed within 120s: {data}")
+
+
+def _rows(page: Any) -> list[str]:
+    return page.evaluate("window.berthStackLog.rows()")
+
+
+def test_stack_log_is_live_follows_new_replicas_and_resumes(stack: Stack, browser: Any):
+    token = stack.manage("berth_token", ADMIN).strip()
+    created = _api(stack, token, "POST", "stacks/", {"name": "talk", "compose": COMPOSE})
+    stack_id = created["id"]
+    first = _deployed(stack, token, stack_id, 1)
+    replica = first["services"][0]["containers"][0]["container"]
+
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    sign_in(page, stack.url)
+    page.goto(f"{stack.url}/stacks/{stack_id}/")
+    page.wait_for_function("() => window.berthStackLog && "
+                           "window.berthStackLog.rows().some(r => r.endsWith('| started'))",
+                           timeout=30_000)
+    assert f"{replica} | started" in _rows(page)
+    assert page.locator("#stack-log-info").inner_text().startswith("live · 1 replica")
+
+    # a line the replica writes after the page loaded arrives without a reload
+    stack.runtime("exec", replica, "sh", "-c", "echo written after load > /tmp/say")
+    page.wait_for_function("() => window.berthStackLog.rows().includes("
+                           f"{json.dumps(replica + ' | written after load')})", timeout=15_000)
+
+    # scaling up: the new replica joins the same socket, from its first line
+    _api(stack, token, "POST", f"stacks/{stack_id}/services/app/scale", {"replicas": 2})
+    scaled = _deployed(stack, token, stack_id, 2)
+    names = sorted(c["container"] for c in scaled["services"][0]["containers"])
+    added = next(name for name in names if name != replica)
+    page.wait_for_function("() => window.berthStackLog.rows().includes("
+                           f"{json.dumps(added + ' | started')})", timeout=30_000)
+    assert sorted(page.evaluate("window.berthStackLog.replicas()")) == names
+    colours = page.locator("#stack-log-lines .logline span:first-child").evaluate_all(
+        "spans => [...new Set(spans.map(s => s.textContent + s.className))]")
+    assert len(colours) == 2  # one colour per replica, different from each other
+    assert len({c.split("|")[1] for c in colours}) == 2
+
+    # a dropped socket reconnects and shows what was written meanwhile, once
+    page.evaluate("window.berthStackLog.dropConnection()")
+    stack.runtime("exec", added, "sh", "-c", "echo while away > /tmp/say")
+    page.wait_for_function("() => window.berthStackLog.connected() && window.berthStackLog"
+                           f".rows().includes({json.dumps(added + ' | while away')})",
+                           timeout=30_000)
+    rows = _rows(page)
+    assert len(rows) == len(set(rows)), rows  # every line once
+
+    # the REST endpoint API users poll still answers the same merged log
+    merged = _api(stack, token, "GET", f"stacks/{stack_id}/logs/?tail=5")
+    assert merged["errors"] == []
+    assert {(line["replica"], line["text"]) for line in merged["lines"]} >= {
+        (replica, "started"), (replica, "written after load"), (added, "started"),
+        (added, "while away")}
+
+    # removing the stack ends the socket for good, saying why
+    _api(stack, token, "DELETE", f"stacks/{stack_id}/")
+    page.wait_for_function("() => document.getElementById('stack-log-info').textContent === "
+                           "'log closed: the stack was removed'", timeout=60_000)
+    assert page.locator("#stack-log [style]").count() == 0  # the CSP blocks inline styles
+    page.close()
