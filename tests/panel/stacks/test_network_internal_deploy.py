@@ -15,30 +15,13 @@ import pytest
 
 from panel.stacks.models import Replica, Revision, Stack
 from panel.workloads.models import Container, Network
-from tests.panel.fixtures import database_url
-from tests.panel.stacks.stack_harness import control_plane, wait_for, wait_revision
+from tests.panel.stacks.stack_harness import wait_for, wait_revision
 
 pytestmark = [pytest.mark.root, pytest.mark.django_db(transaction=True)]
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module")
-def plane(django_db_setup: Any, django_db_blocker: Any, redis_service: Any,
-          panel_state_dir: Any) -> Any:
-    with django_db_blocker.unblock():
-        url = database_url()
-    with control_plane(redis_service.url, url, panel_state_dir / "internal-net-worker",
-                       host="internalhost") as running:
-        yield running
-
-
-@pytest.fixture
-def host(plane: Any) -> Any:
-    from panel.fleet.models import Host
-
-    wait_for(lambda: Host.objects.filter(name=plane.host).exists()
-             and Host.objects.get(name=plane.host).images.exists(), 30, "the agent registering")
-    return plane
+AGENT_HOST = "internalhost"  # the name of the plane fixture's agent (conftest.py)
 
 
 def _on_host(plane: Any, *args: str) -> str:

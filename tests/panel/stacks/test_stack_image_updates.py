@@ -29,31 +29,14 @@ from runtime.images.bootstrap import DEFAULT_PATH, bootstrap_busybox
 from runtime.images.builder import image_from_layers, tar_directory
 from runtime.images.store import Image, ImageStore
 from tests.integration.registry_server import RegistryServer, serving, serving_token_issuer
-from tests.panel.fixtures import database_url
-from tests.panel.stacks.stack_harness import Plane, control_plane, wait_for, wait_revision
+from tests.panel.stacks.stack_harness import Plane, wait_for, wait_revision
 
 pytestmark = [pytest.mark.root, pytest.mark.django_db(transaction=True)]
 
 HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]  # the app images' own command
 
 
-@pytest.fixture(scope="module")
-def plane(django_db_setup: Any, django_db_blocker: Any, redis_service: Any,
-          panel_state_dir: Any) -> Iterator[Plane]:
-    with django_db_blocker.unblock():
-        url = database_url()
-    with control_plane(redis_service.url, url, panel_state_dir / "image-update-worker",
-                       host="imagehost") as running:
-        yield running
-
-
-@pytest.fixture
-def host(plane: Plane) -> Plane:
-    from panel.fleet.models import Host as HostRow
-
-    wait_for(lambda: HostRow.objects.filter(name=plane.host, images__isnull=False).exists(),
-             30, "the agent registering")
-    return plane
+AGENT_HOST = "imagehost"  # the name of the plane fixture's agent (conftest.py)
 
 
 @pytest.fixture(scope="module")
