@@ -4,6 +4,7 @@ upload, volume backup download and restore, full log download)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -22,6 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from panel.access import policy
+from panel.access.models import Project
 from panel.fleet.models import UP, Host
 from panel.live import transfers
 from panel.web.common import (
@@ -111,33 +113,42 @@ def image_upload(request: HttpRequest) -> JsonResponse:
                          "url": reverse("web-operation", args=[operation.pk])}, status=202)
 
 
-@signed_in
-def volumes(request: HttpRequest) -> HttpResponse:
-    queryset = policy.visible(request.user, Volume.objects.prefetch_related("hosts")
+def _resource_page(request: HttpRequest, kind: str, model: Any, form_class: Any,
+                   create: Callable[[dict[str, Any], Project | None], Any]) -> HttpResponse:
+    """The volumes and networks pages: every visible one with its users and hosts, and the
+    create form (`create(cleaned_data, project)` makes one; 400 when the form is refused)."""
+    plural = f"{kind}s"
+    queryset = policy.visible(request.user, model.objects.prefetch_related("hosts")
                               .select_related("project"))
-    used = _users_by("volumes", request.user)
+    used = _users_by(plural, request.user)
     if request.method == "POST":
-        policy.authorize(request.user, "volume.create", None, actor(request))
-    form = VolumeForm(request.POST or None)
-    form.fields["project"].choices = _project_choices(request, "volume.create")
-    audit_refused_project(request, "volume.create")
+        policy.authorize(request.user, f"{kind}.create", None, actor(request))
+    form = form_class(request.POST or None)
+    form.fields["project"].choices = _project_choices(request, f"{kind}.create")
+    audit_refused_project(request, f"{kind}.create")
     if request.method == "POST" and form.is_valid():
-        project = _project(request, form.cleaned_data["project"], "volume.create")
+        project = _project(request, form.cleaned_data["project"], f"{kind}.create")
         try:
-            volume, _ = services.create_volume(actor(request), form.cleaned_data["name"],
-                                               project=project)
+            made = create(form.cleaned_data, project)
         except ValidationFailed as exc:
             for field, errors in exc.errors.items():
                 for error in errors:
                     form.add_error(field if field in form.fields else None, error)
         else:
-            messages.success(request, f"volume {volume.name} created")
-            return HttpResponseRedirect(reverse("web-volumes"))
-    rows = [{"volume": v, "users": used.get(v.name, []), "hosts": [h.name for h in v.hosts.all()],
-             "can_change": policy.can(request.user, "volume.remove", v)} for v in queryset]
-    return render(request, "web/volumes.html", {
-        "volumes": rows, "form": form, "can_create": policy.can(request.user, "volume.create")},
+            messages.success(request, f"{kind} {made.name} created")
+            return HttpResponseRedirect(reverse(f"web-{plural}"))
+    rows = [{kind: item, "users": used.get(item.name, []),
+             "hosts": [h.name for h in item.hosts.all()],
+             "can_change": policy.can(request.user, f"{kind}.remove", item)} for item in queryset]
+    return render(request, f"web/{plural}.html", {
+        plural: rows, "form": form, "can_create": policy.can(request.user, f"{kind}.create")},
         status=400 if form.errors else 200)
+
+
+@signed_in
+def volumes(request: HttpRequest) -> HttpResponse:
+    return _resource_page(request, "volume", Volume, VolumeForm, lambda data, project: (
+        services.create_volume(actor(request), data["name"], project=project)[0]))
 
 
 def _volume_host(volume: Volume, wanted: str) -> Host:
@@ -184,33 +195,9 @@ def volume_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @signed_in
 def networks(request: HttpRequest) -> HttpResponse:
-    queryset = policy.visible(request.user, Network.objects.prefetch_related("hosts")
-                              .select_related("project"))
-    used = _users_by("networks", request.user)
-    if request.method == "POST":
-        policy.authorize(request.user, "network.create", None, actor(request))
-    form = NetworkForm(request.POST or None)
-    form.fields["project"].choices = _project_choices(request, "network.create")
-    audit_refused_project(request, "network.create")
-    if request.method == "POST" and form.is_valid():
-        project = _project(request, form.cleaned_data["project"], "network.create")
-        try:
-            network, _ = services.create_network(actor(request), form.cleaned_data["name"],
-                                                 form.cleaned_data["subnet"] or None,
-                                                 project=project,
-                                                 internal=form.cleaned_data["internal"])
-        except ValidationFailed as exc:
-            for field, errors in exc.errors.items():
-                for error in errors:
-                    form.add_error(field if field in form.fields else None, error)
-        else:
-            messages.success(request, f"network {network.name} created")
-            return HttpResponseRedirect(reverse("web-networks"))
-    rows = [{"network": n, "users": used.get(n.name, []), "hosts": [h.name for h in n.hosts.all()],
-             "can_change": policy.can(request.user, "network.remove", n)} for n in queryset]
-    return render(request, "web/networks.html", {
-        "networks": rows, "form": form, "can_create": policy.can(request.user, "network.create")},
-        status=400 if form.errors else 200)
+    return _resource_page(request, "network", Network, NetworkForm, lambda data, project: (
+        services.create_network(actor(request), data["name"], data["subnet"] or None,
+                                project=project, internal=data["internal"])[0]))
 
 
 @signed_in
