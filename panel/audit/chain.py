@@ -9,6 +9,7 @@ hash) and stops at the first problem:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -53,19 +54,45 @@ def _head() -> ChainHead:
     return ChainHead.objects.filter(pk=1).first() or ChainHead(pk=1)
 
 
+def _time_as_text() -> str:
+    """SQL for created_at as text straight from the database (parsing it into a datetime and
+    formatting it back would double the cost of a check); `time_text` accepts it."""
+    return {"sqlite": "CAST(created_at AS TEXT)",
+            "postgresql": """to_char(created_at AT TIME ZONE 'UTC',
+                             'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""}.get(connection.vendor,
+                                                                      "created_at")
+
+
+def _hashed_time() -> str:
+    """SQL for created_at in its hashed form, as `time_text` makes it."""
+    if connection.vendor == "sqlite":  # stored as "YYYY-MM-DD HH:MM:SS[.ffffff]", UTC
+        return ("replace(created_at, ' ', 'T') || "
+                "CASE WHEN instr(created_at, '.') > 0 THEN 'Z' ELSE '.000000Z' END")
+    return _time_as_text()
+
+
+def _canonical_text() -> str:
+    """SQL for an event's canonical text (`canonical_bytes`, decoded), built by the database so
+    that a check reads one column instead of eighteen and does no JSON encoding in Python.
+
+    Both databases escape strings as Python's compact JSON does (quote, backslash, control
+    characters; the rest as is); should they ever differ, `verify` recomputes the hash in Python
+    before calling an event altered, so this is only ever a faster path."""
+    columns = [_hashed_time() if f == "created_at" else f for f in HASHED_FIELDS[:-1]]
+    if connection.vendor == "sqlite":
+        # The last element is a quoted string (or null): rtrim strips only the array's "]".
+        return f"rtrim(json_array({', '.join(columns)}), ']') || ',' || details_json || ']'"
+    if connection.vendor == "postgresql":
+        parts = [f"coalesce(to_json({c})::text, 'null')" for c in columns]
+        return "'[' || " + " || ',' || ".join(parts) + " || ',' || details_json || ']'"
+    return "NULL"
+
+
 def _rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
-    """(*HASHED_FIELDS, hash, id) of every event in seq order, read in keyset-paginated
-    batches with a plain cursor (no model instances, no time parsing: this is the hot path)."""
-    # The time as text straight from the database: parsing it into a datetime and formatting
-    # it back would double the cost of a check.
-    as_text = {"sqlite": "CAST(created_at AS TEXT)",
-               "postgresql": """to_char(created_at AT TIME ZONE 'UTC',
-                                'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""}.get(connection.vendor,
-                                                                         "created_at")
-    columns = ", ".join(as_text if f == "created_at" else f
-                        for f in (*HASHED_FIELDS, "hash", "id"))
-    sql = (f"SELECT {columns} FROM {AuditEvent._meta.db_table} WHERE seq > %s "
-           f"ORDER BY seq LIMIT {int(chunk_size)}")
+    """(seq, prev_hash, hash, id, canonical text or None) of every event in seq order, read in
+    keyset-paginated batches with a plain cursor (no model instances: this is the hot path)."""
+    sql = (f"SELECT seq, prev_hash, hash, id, {_canonical_text()} "
+           f"FROM {AuditEvent._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT {int(chunk_size)}")
     last = -(2**62)
     with connection.cursor() as cursor:
         while True:
@@ -77,14 +104,28 @@ def _rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
             last = batch[-1][0]
 
 
+def _hashed_values(event_id: int) -> tuple[Any, ...]:
+    """The HASHED_FIELDS of one event as stored (the time as text), for `event_hash`: the
+    Python form of the check, for an event whose database-built text did not match."""
+    columns = ", ".join(_time_as_text() if f == "created_at" else f for f in HASHED_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {AuditEvent._meta.db_table} WHERE id = %s",
+                       [event_id])
+        return tuple(cursor.fetchone())
+
+
+def _action_of(event_id: int) -> str:
+    return str(_hashed_values(event_id)[HASHED_FIELDS.index("action")])
+
+
 def verify(chunk_size: int = 10_000) -> Verification:
     """Check the whole chain (see the module docstring); names the first bad event."""
     head = _head()
     expected, previous = head.anchor_seq + 1, head.anchor_hash
     before_previous, previous_id = "", None
     checked = 0
-    for values in _rows(chunk_size):
-        seq, prev_hash, stored, event_id = values[0], values[1], values[18], values[19]
+    sha256 = hashlib.sha256
+    for seq, prev_hash, stored, event_id, text in _rows(chunk_size):
         if seq > expected:
             gone = f"#{expected}" if seq == expected + 1 else f"#{expected}..#{seq - 1}"
             return Verification(checked, Problem(
@@ -101,13 +142,14 @@ def verify(chunk_size: int = 10_000) -> Verification:
         if seq < expected or prev_hash != previous:
             return Verification(checked, Problem(
                 "inserted", seq, event_id,
-                f"event #{seq} (id {event_id}, {values[8]}) was inserted: it does not follow "
-                f"event #{expected - 1} (its prev_hash is not that event's hash)"))
-        if event_hash(values) != stored:
+                f"event #{seq} (id {event_id}, {_action_of(event_id)}) was inserted: it does "
+                f"not follow event #{expected - 1} (its prev_hash is not that event's hash)"))
+        if (text is None or sha256(text.encode()).hexdigest() != stored) and \
+                event_hash(_hashed_values(event_id)) != stored:
             return Verification(checked, Problem(
                 "altered", seq, event_id,
-                f"event #{seq} (id {event_id}, {values[8]}) was altered: its content does "
-                "not match its hash"))
+                f"event #{seq} (id {event_id}, {_action_of(event_id)}) was altered: its "
+                "content does not match its hash"))
         before_previous, previous, previous_id = previous, stored, event_id
         expected += 1
         checked += 1

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from panel.audit.forward import forward_on_commit
-from panel.audit.models import AuditEvent, ChainHead, canonical_details
+from panel.audit.models import HASHED_FIELDS, AuditEvent, ChainHead, canonical_details
 
 REDACTED = "[redacted]"
 # Keys whose values never reach an audit event, at any depth of `details`.
@@ -81,8 +80,8 @@ _suspended = False
 
 @contextmanager
 def writes_suspended() -> Iterator[None]:
-    """Benchmark seam only: run services without writing audit events, to measure what the
-    audit write costs. Never used by the app."""
+    """Benchmark seam only: run services without auditing (no event built, none written), to
+    measure what the audit costs. Never used by the app."""
     global _suspended
     _suspended = True
     try:
@@ -125,6 +124,8 @@ def record_event(actor: Actor, action: str, target: models.Model | None = None, 
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("record_event must run inside the change's transaction")
+    if _suspended:
+        return AuditEvent(action=action)
     if target is not None:
         target_type = target_type or target._meta.model_name or ""
         target_id = target_id or str(target.pk if target.pk is not None else "")
@@ -144,27 +145,52 @@ def record_event(actor: Actor, action: str, target: models.Model | None = None, 
         team_name=team.name if team else "", project_id=project.pk if project else None,
         project_name=project.name if project else "", outcome=outcome,
         details_json=canonical_details(redact(payload)))
-    if _suspended:
-        return event
     return append(event)
 
 
-def append(event: AuditEvent) -> AuditEvent:
-    """Chain `event` onto the log and save it (inside the caller's transaction).
+# The columns an append inserts: the hashed ones, then the hash.
+_INSERTED = (*HASHED_FIELDS, "hash")
+_CREATED_AT = _INSERTED.index("created_at")
+_EVENTS, _HEAD = AuditEvent._meta.db_table, ChainHead._meta.db_table
+# Raw SQL, not the ORM: building these statements through querysets cost far more than running
+# them (0.7 ms an event on SQLite for four ORM statements, under 0.1 ms for these three).
+# RETURNING needs SQLite >= 3.35 (Debian 12 has 3.40) or PostgreSQL.
+_ADVANCE_HEAD = f'UPDATE "{_HEAD}" SET "seq" = "seq" + 1 WHERE "id" = 1 RETURNING "seq", "hash"'
+_COLUMNS = ", ".join(f'"{column}"' for column in _INSERTED)
+_PLACEHOLDERS = ", ".join(["%s"] * len(_INSERTED))
+_INSERT_EVENT = f'INSERT INTO "{_EVENTS}" ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) RETURNING "id"'
+_SET_HEAD_HASH = f'UPDATE "{_HEAD}" SET "hash" = %s WHERE "id" = 1'
 
-    1. Increment the head row's seq with an UPDATE first: on PostgreSQL that takes the row lock,
-       on SQLite the database write lock, so concurrent appends queue here and never fork;
-    2. read the head (own update: the new seq, the previous event's hash);
-    3. hash the event with that prev_hash and insert it (`seq` is unique, a second guard);
-    4. store its hash in the head; forward it to the SIEM sink after commit."""
-    updated = ChainHead.objects.filter(pk=1).update(seq=F("seq") + 1)
-    if not updated:
-        ChainHead.objects.get_or_create(pk=1)
-        ChainHead.objects.filter(pk=1).update(seq=F("seq") + 1)
-    seq, prev_hash = ChainHead.objects.filter(pk=1).values_list("seq", "hash").get()
-    event.seq, event.prev_hash = seq, prev_hash
-    event.hash = event.compute_hash()
-    event.save()
-    ChainHead.objects.filter(pk=1).update(hash=event.hash)
+
+def append(event: AuditEvent) -> AuditEvent:
+    """Chain `event` onto the log and save it (inside the caller's transaction), in three
+    statements:
+
+    1. advance the head row and read it back in one UPDATE … RETURNING: on PostgreSQL that takes
+       the row lock (a concurrent append waits, then sees this one's seq and hash), on SQLite
+       the write lock (held from BEGIN IMMEDIATE anyway), so concurrent appends queue here and
+       never fork; the new seq and the previous event's hash come back;
+    2. hash the event with them and insert it (`seq` is unique, a second guard);
+    3. store its hash in the head; forward it to the SIEM sink after commit."""
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(_ADVANCE_HEAD)
+        row = cursor.fetchone()
+        if row is None:  # a database with no event yet
+            ChainHead.objects.get_or_create(pk=1)
+            cursor.execute(_ADVANCE_HEAD)
+            row = cursor.fetchone()
+        event.seq, event.prev_hash = row
+        event.hash = event.compute_hash()
+        cursor.execute(_INSERT_EVENT, _insert_params(event, connection))
+        event.pk = cursor.fetchone()[0]
+        cursor.execute(_SET_HEAD_HASH, [event.hash])
+    event._state.adding, event._state.db = False, connection.alias
     forward_on_commit(event)
     return event
+
+
+def _insert_params(event: AuditEvent, connection: Any) -> list[Any]:
+    params = [getattr(event, column) for column in _INSERTED]
+    params[_CREATED_AT] = connection.ops.adapt_datetimefield_value(event.created_at)
+    return params
