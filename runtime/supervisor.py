@@ -11,7 +11,8 @@ Each `tick()`:
    the manager (exit code, OOMKilled, mounts and network released);
 3. for an exited container whose restart policy asks for it, schedules a restart with Docker's
    back-off: 100 ms, doubling after each restart, at most 1 minute, back to 100 ms once the
-   container had run for 10 s; restarts that are due are made;
+   container had run for 10 s, and shows it as `restarting` meanwhile (as Docker does);
+   restarts that are due are made;
 4. starts the health probes that are due on a small thread pool (a slow probe never delays the
    others or the restarts) and applies Docker's health state machine to their results; the
    schedule, with the early probes before the first one, is health.py's;
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from runtime import fsutil
 from runtime.containers import health as health_rules
-from runtime.containers.record import EXITED, Container, parse_iso
+from runtime.containers.record import EXITED, RESTARTING, Container, parse_iso
 from runtime.errors import BerthError
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ class Supervisor:
             container = self._refresh(known) if known.running else known
             if container is None:
                 continue
-            if container.status == EXITED and container_id not in self.pending:
+            if container.status in (EXITED, RESTARTING) and container_id not in self.pending:
                 self._consider_restart(container)
         self._restart_due()
         self._probe_due()
@@ -230,8 +231,20 @@ class Supervisor:
         self.delays[container.id] = delay
         self.pending[container.id] = _Pending(due=self.clock() + delay, delay=delay)
         self._handled_exit[container.id] = finished
+        self._mark_restarting(container.id)
         log.info("restart of %s scheduled in %.1fs (policy %s)", container.name, delay,
                  container.restart_policy.get("Name"))
+
+    def _mark_restarting(self, container_id: str) -> None:
+        """Status `restarting` while the back-off runs (unless stopped or removed meanwhile)."""
+        store = self.manager.store
+        with store.lock(container_id):
+            current = store.load(container_id)
+            if current is None or current.status != EXITED or current.manually_stopped:
+                return
+            current.state.update(Status=RESTARTING, Restarting=True)
+            store.save(current)
+        self._containers[container_id] = current
 
     def _restart_due(self) -> None:
         now = self.clock()

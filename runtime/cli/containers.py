@@ -366,8 +366,9 @@ def status_text(container: Container) -> str:
         text = f"Up {human_duration(_age(state['StartedAt']))}"
         health = (state.get("Health") or {}).get("Status")
         return f"{text} ({health})" if health else text
-    if container.status == "exited":
-        return f"Exited ({state['ExitCode']}) {human_duration(_age(state['FinishedAt']))} ago"
+    if container.status in ("exited", "restarting"):
+        return (f"{container.status.capitalize()} ({state['ExitCode']}) "
+                f"{human_duration(_age(state['FinishedAt']))} ago")
     return container.status.capitalize()
 
 

@@ -37,6 +37,7 @@ from runtime.containers.ociruntime import OCIRuntime, exec_failure_code, select_
 from runtime.containers.record import (
     CREATED,
     EXITED,
+    RESTARTING,
     RUNNING,
     ZERO_TIME,
     Container,
@@ -105,7 +106,7 @@ class ContainerManager:
                 container = self.refresh(container)
             except NotFound:
                 continue  # removed while we listed (a concurrent `rm -f` finalised its exit)
-            if not all and not container.running:
+            if not all and not (container.running or container.status == RESTARTING):
                 continue
             if labels and not _labels_match(container.labels, labels):
                 continue
@@ -494,6 +495,8 @@ class ContainerManager:
         with self.store.lock(container.id):
             container = self._reload(container)
             container.manually_stopped = True
+            if container.status == RESTARTING:  # the back-off ends: it stays exited
+                container.state.update(Status=EXITED, Restarting=False)
             self.store.save(container)
             if not container.running:
                 return container
@@ -570,12 +573,10 @@ class ContainerManager:
         container = self.store.find(ref)
         with self.store.lock(container.id):
             container = self._reload(container)
+            if (container.running or container.status == RESTARTING) and not force:
+                raise Conflict(f"you cannot remove {container.status} container "
+                               f"{container.name}: stop it first or use `rm -f`")
             if container.running:
-                if not force:
-                    raise Conflict(
-                        f"you cannot remove running container {container.name}: stop it first "
-                        "or use `rm -f`"
-                    )
                 self._leave_port_group(container)
                 self._kill_and_wait(container, self.runtime_for(container))
                 container = self._reload(container)

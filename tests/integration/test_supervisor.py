@@ -66,6 +66,26 @@ def test_always_restarts_with_growing_backoff(host, supervisor):
     assert supervisor.delays[container.id] >= 0.4
 
 
+def test_a_container_waiting_for_its_restart_shows_restarting_until_stopped(host, supervisor):
+    from runtime.cli.containers import status_text
+    from runtime.errors import Conflict
+
+    container = run(host, "sh", "-c", "exit 3", restart="always")
+    # after a few quick exits the back-off is long enough to catch it waiting
+    waiting = until(lambda: (c := host.containers.get(container.id)).restart_count >= 4
+                    and c.status == "restarting" and c)
+    assert waiting.state["Restarting"] is True and not waiting.running
+    assert status_text(waiting).startswith("Restarting (3) ")
+    assert container.id in [c.id for c in host.containers.list()]  # ps shows it, as docker's
+    with pytest.raises(Conflict, match="restarting container"):
+        host.containers.remove(container.id)
+    stopped = host.containers.stop(container.id)
+    count = stopped.restart_count
+    assert (stopped.status, stopped.state["Restarting"]) == ("exited", False)
+    time.sleep(2.0)  # longer than the back-off it was in
+    assert host.containers.get(container.id).restart_count == count
+
+
 def test_unless_stopped_restarts_a_killed_container(host, supervisor):
     container = run(host, "sleep", "30", restart="unless-stopped")
     host.containers.kill(container.id, "KILL")
