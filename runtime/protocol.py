@@ -29,7 +29,8 @@ Control tasks (agents send them to ``control``)
 -----------------------------------------------
 ``berth.control.heartbeat(host, inventory)``
 ``berth.control.container_event(host, uid, event, state)``: event in created | started | exited
-    | oom | health | restarted | removed; ``state`` is `container_state()` of the container.
+    | oom | health | restarting (an exit whose restart waits out its back-off) | restarted |
+    removed; ``state`` is `container_state()` of the container.
 ``berth.control.snapshot(host, containers, images, volumes, networks)``
 ``berth.control.operation_progress(operation_id, status, progress, message, result)``
 ``berth.control.reconcile()`` / ``berth.control.check_hosts()``: the panel's own periodic tasks
@@ -104,7 +105,8 @@ CONTROL_TASK_PREFIX = "berth.control."
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 
 # container events
-EVENTS = ("created", "started", "exited", "oom", "health", "restarted", "removed")
+EVENTS = ("created", "started", "exited", "oom", "health", "restarting", "restarted",
+          "removed")
 
 
 def host_queue(host_name: str) -> str:

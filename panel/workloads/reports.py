@@ -85,15 +85,25 @@ def _remove_stray(actor: Actor, host: Host, uid: str, name: str, why: str) -> No
     send_on_commit(host.name, "container_action", uid, "remove", {"force": True}, None)
 
 
+def _find(uid: str) -> Container | None:
+    return Container.objects.select_related("host").filter(uid=uid).first() \
+        if _is_uuid(uid) else None
+
+
 def _apply_state(actor: Actor, host: Host, state: dict[str, Any], event: str,
                  now: datetime) -> str:
-    """Record one container's reported state; returns what happened ("updated", "stale",
-    "stray", "unmanaged")."""
+    """Record one container's reported state; returns what happened ("updated", "unchanged",
+    "stale", "stray", "unmanaged")."""
     uid = str(state.get("uid") or "")
     if not uid:
         return "unmanaged"  # made outside the panel (berth-runtime run): not ours to judge
-    container = Container.objects.select_related("host").filter(uid=uid).first() \
-        if _is_uuid(uid) else None
+    return _apply_to(actor, host, _find(uid), state, event, now)
+
+
+def _apply_to(actor: Actor, host: Host, container: Container | None, state: dict[str, Any],
+              event: str, now: datetime) -> str:
+    """`_apply_state` with the container of the state's uid already read (None: no such)."""
+    uid = str(state.get("uid") or "")
     if container is None:
         if event != "removed":
             _remove_stray(actor, host, uid, str(state.get("name") or ""), "unknown to the panel")
@@ -104,25 +114,14 @@ def _apply_state(actor: Actor, host: Host, state: dict[str, Any], event: str,
                           f"the container now belongs to "
                           f"{container.host.name if container.host_id else 'no host'}")
         return "stray"
-    status = "removed" if event == "removed" else str(state.get("status") or "")
-    key = observed_key(state, status)
+    reported = _reported_values(state, event)
+    if event and all(getattr(container, field) == value for field, value in reported.items()):
+        # A repeat: an agent reports a new container's "created" and "started" with one state,
+        # and events come again after retries. Nothing to write, push or audit.
+        return "unchanged"
+    values = reported | {"last_seen": now, "updated_at": now}
+    key = values["observed_key"]
     before = _observed(container)
-    values: dict[str, Any] = {
-        "status": status, "observed_key": key, "last_seen": now, "updated_at": now,
-        "observed_generation": _int(state.get("generation")),
-    }
-    if event != "removed":
-        values.update(
-            runtime_id=str(state.get("runtime_id") or ""), pid=_int(state.get("pid")),
-            exit_code=_int(state.get("exit_code")), oom_killed=bool(state.get("oom_killed")),
-            health=str(state.get("health") or ""), addresses=state.get("addresses") or {},
-            published_ports=state.get("ports") or {},
-            started_at=parse_time(state.get("started_at")),
-            finished_at=parse_time(state.get("finished_at")),
-            restart_count=max(_int(state.get("restart_count")), 0),
-            error=str(state.get("error") or ""))
-    else:
-        values.update(pid=0)
     updated = Container.objects.filter(pk=container.pk, host=host,
                                        observed_key__lte=key).update(**values)
     if not updated:
@@ -135,6 +134,24 @@ def _apply_state(actor: Actor, host: Host, state: dict[str, Any], event: str,
         action = f"container.{event}" if event else "container.observed"
         record_event(actor, action, container, before=before, after=after)
     return "updated"
+
+
+def _reported_values(state: dict[str, Any], event: str) -> dict[str, Any]:
+    """The Container fields a report of `state` (as `event`) writes, but the timestamps."""
+    status = "removed" if event == "removed" else str(state.get("status") or "")
+    values: dict[str, Any] = {"status": status, "observed_key": observed_key(state, status),
+                              "observed_generation": _int(state.get("generation"))}
+    if event == "removed":
+        return values | {"pid": 0}
+    return values | {
+        "runtime_id": str(state.get("runtime_id") or ""), "pid": _int(state.get("pid")),
+        "exit_code": _int(state.get("exit_code")), "oom_killed": bool(state.get("oom_killed")),
+        "health": str(state.get("health") or ""), "addresses": state.get("addresses") or {},
+        "published_ports": state.get("ports") or {},
+        "started_at": parse_time(state.get("started_at")),
+        "finished_at": parse_time(state.get("finished_at")),
+        "restart_count": max(_int(state.get("restart_count")), 0),
+        "error": str(state.get("error") or "")}
 
 
 def _is_uuid(text: str) -> bool:
@@ -152,15 +169,25 @@ def record_container_event(actor: Actor, host_name: str, uid: str, event: str,
                            state: dict[str, Any]) -> str:
     """One container event from `host_name`'s agent (runtime/protocol.py EVENTS).
 
-    A duplicate or out-of-order event is dropped ("stale"); a report about a container the panel
-    does not place on that host makes the panel ask the host to remove it ("stray")."""
-    host = Host.objects.filter(name=host_name).first()
-    if host is None:
-        log.warning("event from unknown host %r dropped (it has sent no heartbeat)", host_name)
-        return "unknown-host"
+    An out-of-order event is dropped ("stale"), one that repeats what is recorded changes
+    nothing ("unchanged"); a report about a container the panel does not place on that host
+    makes the panel ask the host to remove it ("stray")."""
     state = dict(state or {})
     state.setdefault("uid", uid)
-    return _apply_state(actor, host, state, event, timezone.now())
+    uid = str(state.get("uid") or "")
+    container = _find(uid) if uid else None
+    if container is not None and container.host_id and container.host.name == host_name:
+        host = container.host  # the usual case: one query fewer
+    else:
+        found = Host.objects.filter(name=host_name).first()
+        if found is None:
+            log.warning("event from unknown host %r dropped (it has sent no heartbeat)",
+                        host_name)
+            return "unknown-host"
+        host = found
+    if not uid:
+        return "unmanaged"
+    return _apply_to(actor, host, container, state, event, timezone.now())
 
 
 @transaction.atomic

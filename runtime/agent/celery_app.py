@@ -32,8 +32,11 @@ SEND_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5
 
 def make_app(redis_url: str, host_name: str) -> Celery:
     """The Celery app of the agent of `host_name`: broker and result backend on `redis_url`."""
+    # fixups=(): no Django fix-up, even when DJANGO_SETTINGS_MODULE is in the environment (as
+    # under `make run`): it would set Django up and run its checks in the agent, and hook every
+    # task to close database connections the agent never opens.
     app = Celery(f"berth-agent-{host_name}", broker=redis_url, backend=redis_url,
-                 set_as_current=False)
+                 set_as_current=False, fixups=())
     app.conf.update(
         task_serializer="json", result_serializer="json", accept_content=["json"],
         task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
@@ -64,8 +67,10 @@ class ControlClient:
         """Publish one control task with keyword arguments; False when the broker could not be
         reached (the caller keeps what it wanted to say and tries again later)."""
         try:
+            # ignore_result: reports have no result to wait for (no subscription to one)
             self.app.send_task(task_name, kwargs=kwargs, queue=CONTROL_QUEUE,
-                               retry=True, retry_policy=SEND_RETRY_POLICY, expires=expires)
+                               retry=True, retry_policy=SEND_RETRY_POLICY, expires=expires,
+                               ignore_result=True)
         except Exception as exc:  # kombu raises a variety of connection errors
             if not self._failing:  # once per outage, not once per attempt
                 log.warning("cannot send to %s, will keep trying: %s", CONTROL_QUEUE, exc)

@@ -14,6 +14,15 @@ runtime's records say now:
    agent killed at any point reports on restart what it had not sent yet (at least once), and a
    Redis outage delays events instead of losing them.
 
+A start is not left for the next scan: the manager's start hook reports it from the starting
+thread (the apply task, the supervisor) right after `start` returns, after the exits queued
+before it, through the same `reported` bookkeeping under the same lock, so the scan that follows
+finds it already told and nothing is sent twice or out of order. While an apply task creates
+and starts a container (`applying`), a scan leaves its just-created state alone: the start hook
+reports "created" and "started" moments later, and the panel has one write fewer to queue
+behind; a container the task leaves created (desired stopped, a failed start) is reported by
+the scan that follows the task.
+
 Only containers labelled with a panel uid get events; the snapshot lists every container.
 """
 
@@ -25,6 +34,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +54,9 @@ log = logging.getLogger("berth.agent.reporter")
 POLL = 0.15
 SEND_BACKOFF = 1.0
 RUNNING_STATES = ("running", "paused")
+# Exited; "restarting" is an exit whose policy restart waits out its back-off (the supervisor).
+EXITED_STATES = ("exited", "restarting")
+CREATED = "created"
 ZERO = "0001-"
 
 
@@ -64,7 +78,7 @@ def transitions(previous: dict[str, Any] | None, current: dict[str, Any]) -> lis
         events = ["created"]
         if _started(current):
             events.append("started")
-        if current["status"] == "exited" and _finished(current):
+        if current["status"] in EXITED_STATES and _finished(current):
             events += exit_events(current)
         return events
     events = []
@@ -73,11 +87,13 @@ def transitions(previous: dict[str, Any] | None, current: dict[str, Any]) -> lis
     if _started(current) and current["started_at"] != previous["started_at"]:
         restarted = current["restart_count"] > previous["restart_count"] or was_running
         events.append("restarted" if restarted else "started")
-    if current["status"] == "exited" and _finished(current) and (
+    if current["status"] in EXITED_STATES and _finished(current) and (
             was_running or current["finished_at"] != previous["finished_at"]):
         events += exit_events(current)
     if not events and running and current["health"] and current["health"] != previous["health"]:
         events.append("health")
+    if not events and current["status"] == "restarting" and previous["status"] == "exited":
+        events.append("restarting")  # the exit was told; now its restart is on its way
     return events
 
 
@@ -114,6 +130,10 @@ class Reporter:
         self._send_after = 0.0
         self._snapshot_due = 0.0  # a snapshot right after the first scan
         self._dirty = False
+        # Held while events are chosen and sent: by the scan thread and by start hooks.
+        self._reporting = threading.RLock()
+        self._applying: dict[str, int] = {}  # uid -> apply tasks at work on it
+        self._applying_lock = threading.Lock()  # not `_reporting`: a slow send must not block
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -121,6 +141,7 @@ class Reporter:
         saved = fsutil.read_json(self.state_file, default={})
         self.reported = saved if isinstance(saved, dict) else {}
         self.host.containers.exit_hooks.append(self._on_exit)
+        self.host.containers.start_hooks.append(self._on_start)
         for target, name in ((self._events_loop, "berth-events"),
                              (self._heartbeat_loop, "berth-heartbeat")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -135,11 +156,29 @@ class Reporter:
             thread.join(timeout)
         if self._on_exit in self.host.containers.exit_hooks:
             self.host.containers.exit_hooks.remove(self._on_exit)
-        self._save()
+        if self._on_start in self.host.containers.start_hooks:
+            self.host.containers.start_hooks.remove(self._on_start)
+        with self._reporting:
+            self._save()
 
     def poke(self) -> None:
         """Scan now (a task changed something)."""
         self._wake.set()
+
+    @contextmanager
+    def applying(self, uid: str) -> Iterator[None]:
+        """While a task creates and starts the container of `uid`: scans do not report it as
+        created (see the module docstring); one scan follows at once."""
+        with self._applying_lock:
+            self._applying[uid] = self._applying.get(uid, 0) + 1
+        try:
+            yield
+        finally:
+            with self._applying_lock:
+                left = self._applying.pop(uid) - 1
+                if left:
+                    self._applying[uid] = left
+            self._wake.set()
 
     # -- threads -------------------------------------------------------------------------------
     def _events_loop(self) -> None:
@@ -209,23 +248,58 @@ class Reporter:
         self._exits.put(container_state(container) | {"_id": container.id})
         self._wake.set()
 
-    def scan(self) -> None:
-        """Report what changed since the last report (see the module docstring)."""
+    def _on_start(self, container: Container) -> None:
+        """Manager start hook (the starting thread, after the start): report it now."""
+        try:
+            self.report_start(container)
+        except Exception:  # the scan reports it instead; the start itself succeeded
+            log.exception("reporting the start of %s failed", container.name)
+
+    def report_start(self, container: Container) -> bool:
+        """Send the events of the start of `container` (its record as `start` returned it) at
+        once, after the exits queued before it. Nothing is sent when that start, or a later
+        state, was already reported (the scan got there first), or while events wait (first
+        heartbeat, broker back-off): the next scan then reports it. True if reported now."""
+        with self._reporting:
+            if not self._send_pending_exits():
+                return False
+            state = container_state(container)
+            previous = self.reported.get(container.id)
+            if previous is not None and str(previous["started_at"]) >= str(state["started_at"]):
+                return False
+            if not self._report(container.id, previous, state):
+                return False
+        self._wake.set()  # the scan thread saves `reported` (off the starting thread)
+        return True
+
+    def _send_pending_exits(self) -> bool:
+        """Send the exits the manager's hooks queued, oldest first; False while events cannot
+        be sent (before the first heartbeat, during a broker back-off, or a send failed)."""
         while True:
             try:
                 self._pending.append(self._exits.get_nowait())
             except queue.Empty:
                 break
         if time.monotonic() < self._send_after or not self._registered.is_set():
-            return  # events wait for the first heartbeat, as the snapshot does
+            return False  # events wait for the first heartbeat, as the snapshot does
         while self._pending:
             observed = dict(self._pending[0])
             container_id = observed.pop("_id")
             previous = self.reported.get(container_id)
             if not _stale(previous, observed) and not self._report(container_id, previous,
                                                                    observed):
-                return
+                return False
             self._pending.pop(0)
+        return True
+
+    def scan(self) -> None:
+        """Report what changed since the last report (see the module docstring)."""
+        with self._reporting:
+            self._scan_locked()
+
+    def _scan_locked(self) -> None:
+        if not self._send_pending_exits():
+            return
         current: dict[str, dict[str, Any]] = {}
         for container in self.host.containers.store.all():
             try:
@@ -234,6 +308,8 @@ class Reporter:
                 continue  # removed while we looked
         self.running_count = sum(1 for s in current.values() if s["status"] in RUNNING_STATES)
         for container_id, state in current.items():
+            if state["status"] == CREATED and state.get("uid") in self._applying:
+                continue  # being started: the start hook reports it
             if not self._report(container_id, self.reported.get(container_id), state):
                 break
         for container_id in set(self.reported) - set(current):

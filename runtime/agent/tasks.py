@@ -51,7 +51,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("berth.agent.tasks")
 
 LOCK_STRIPES = 64
-PROGRESS_EVERY = 0.5  # seconds between two progress reports of one operation
+# Seconds between two progress reports of one operation: the quick steps of an apply (create,
+# start) are reported only when the operation has been quiet that long, since every report is
+# a write on the panel, competing for its CPU and database while the container starts.
+PROGRESS_EVERY = 0.5
 FINAL_REPORT_RETRY = 30.0  # how long a final operation status is retried while Redis is down
 ACTIONS = ("start", "stop", "restart", "kill", "remove")
 
@@ -144,7 +147,7 @@ class AgentTasks:
 
         def work(operation: Operation) -> tuple[str, dict[str, Any]]:
             specs.validate_spec(spec)
-            with self.lock("uid", spec["uid"]):
+            with self.lock("uid", spec["uid"]), self.reporter.applying(spec["uid"]):
                 return self._apply_locked(spec, operation)
 
         return self._operate(operation_id, f"apply container {name}", work)
@@ -169,11 +172,11 @@ class AgentTasks:
         if container is None:
             self._ensure_image(spec, operation)
             self._ensure_networks_of(spec)
-            operation.running(60, "creating the container")
+            operation.running(60, "creating the container", throttle=True)
             container = manager.create(specs.run_options(spec))
             action = "replaced" if replaced else "created"
         if specs.desired_state(spec) == "running" and not container.running:
-            operation.running(80, "starting the container")
+            operation.running(80, "starting the container", throttle=True)
             container = self._start(container, spec)
             action = "started" if action == "unchanged" else action
         elif specs.desired_state(spec) == "stopped" and container.running:

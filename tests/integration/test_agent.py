@@ -70,6 +70,37 @@ def test_apply_container_creates_starts_and_reports_started(agents, control):
     assert control.events(agent.name, wanted["uid"])[:2] == ["created", "started"]
 
 
+def test_the_apply_reports_the_start_itself_before_its_success_and_once(agents, control):
+    agent = agents()
+    wanted = spec()
+    control.call(agent.name, "apply_container", spec=wanted, operation_id="op-first")
+    until(lambda: control.received("operation_progress", operation_id="op-first",
+                                   status="succeeded"))
+    # A second apply (unchanged) pokes the reporter's scan: it finds nothing left to say.
+    assert control.call(agent.name, "apply_container", spec=wanted,
+                        operation_id="op-again")["action"] == "unchanged"
+    until(lambda: control.received("operation_progress", operation_id="op-again",
+                                   status="succeeded"))
+    mine = [m for m in control.received() if m.kwargs.get("uid") == wanted["uid"]
+            or m.kwargs.get("operation_id") == "op-first"]
+    said = [m.kwargs.get("event") or m.kwargs["status"] for m in mine]
+    assert [s for s in said if s != "running"] == ["created", "started", "succeeded"]
+    # While the task created and started it, no scan reported it as merely created.
+    created = control.wait_for("container_event", uid=wanted["uid"], event="created")
+    assert created.kwargs["state"]["status"] == "running"
+    assert control.events(agent.name, wanted["uid"]) == ["created", "started"]
+
+
+def test_a_container_applied_stopped_is_reported_created(agents, control):
+    agent = agents()
+    wanted = spec(desired="stopped")
+    result = control.call(agent.name, "apply_container", spec=wanted)
+    assert result["action"] == "created" and result["state"]["status"] == "created"
+    created = control.wait_for("container_event", uid=wanted["uid"], event="created")
+    assert created.kwargs["state"]["status"] == "created"
+    assert control.events(agent.name, wanted["uid"]) == ["created"]
+
+
 def test_duplicate_apply_delivered_concurrently_makes_one_container(agents, control):
     agent = agents(concurrency=4)
     wanted = spec()
@@ -158,11 +189,23 @@ def test_restart_policy_and_health_checks_run_in_the_agent(agents, control):
     control.call(agent.name, "apply_container", spec=flaky)
     control.call(agent.name, "apply_container", spec=healthy)
     until(lambda: control.events(agent.name, flaky["uid"]).count("exited") == 2)
-    assert control.events(agent.name, flaky["uid"]) == [
+    # "restarting" shows only if a scan falls inside the 0.1 s back-off
+    assert [e for e in control.events(agent.name, flaky["uid"]) if e != "restarting"] == [
         "created", "started", "exited", "restarted", "exited"]
     health = control.wait_for("container_event", host=agent.name, uid=healthy["uid"],
                               event="health", where=lambda k: k["state"]["health"] == "healthy")
     assert health.kwargs["state"]["status"] == "running"
+
+
+def test_a_restart_back_off_is_reported_as_restarting(agents, control):
+    agent = agents()
+    looping = spec(command=["sh", "-c", "exit 4"], restart="always")
+    control.call(agent.name, "apply_container", spec=looping)
+    # the back-off doubles with each quick exit; soon a scan sees the container waiting
+    event = control.wait_for("container_event", host=agent.name, uid=looping["uid"],
+                             event="restarting", timeout=30)
+    assert event.kwargs["state"]["status"] == "restarting"
+    assert event.kwargs["state"]["exit_code"] == 4
 
 
 def test_logs_and_stats_are_returned_by_rpc(agents, control):

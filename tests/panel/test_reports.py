@@ -55,11 +55,33 @@ def test_late_started_event_does_not_undo_an_exit(web):
 
 def test_duplicate_event_changes_nothing_and_audits_once(web):
     agent = Actor.agent("h1")
-    state = _state(web, "running")
+    state = _state(web, "running", health="starting", restart_count=2,
+                   finished="2026-11-28T03:20:00.5Z") | {"ports": {"80/tcp": [
+                       {"HostIp": "0.0.0.0", "HostPort": "8080"}]}}
     reports.record_container_event(agent, "h1", str(web.uid), "started", state)
     before = AuditEvent.objects.count()
-    reports.record_container_event(agent, "h1", str(web.uid), "started", state)
+    web.refresh_from_db()
+    seen = web.last_seen
+    assert reports.record_container_event(agent, "h1", str(web.uid), "started",
+                                          state) == "unchanged"
     assert AuditEvent.objects.count() == before
+    web.refresh_from_db()
+    assert web.last_seen == seen
+
+
+def test_created_then_started_with_one_state_writes_once(web):
+    """What an agent sends for a container it saw first already running."""
+    agent = Actor.agent("h1")
+    state = _state(web, "running")
+    assert reports.record_container_event(agent, "h1", str(web.uid), "created",
+                                          state) == "updated"
+    assert reports.record_container_event(agent, "h1", str(web.uid), "started",
+                                          state) == "unchanged"
+    changed = state | {"health": "healthy"}
+    assert reports.record_container_event(agent, "h1", str(web.uid), "health",
+                                          changed) == "updated"
+    web.refresh_from_db()
+    assert (web.status, web.health) == ("running", "healthy")
 
 
 def test_event_of_an_older_start_is_ignored(web):

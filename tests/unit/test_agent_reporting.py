@@ -41,6 +41,20 @@ def test_an_exit_then_a_policy_restart_then_an_oom():
     assert transitions(again, oom) == ["oom", "exited"]
 
 
+def test_an_exit_seen_during_the_restart_back_off_is_an_exit():
+    """A scan may read the record the supervisor already marked restarting before the exit
+    its hook queued is sent: the exit must not get lost in between."""
+    running = state()
+    backing_off = state("restarting", finished="2026-01-01T00:00:02.000000000Z", code=2)
+    exited = backing_off | {"status": "exited"}
+    again = state(started="2026-01-01T00:00:03.000000000Z", restarts=1)
+    assert transitions(running, backing_off) == ["exited"]
+    assert transitions(backing_off, exited) == []
+    assert transitions(exited, backing_off) == ["restarting"]  # the exit was told before
+    assert transitions(backing_off, again) == ["restarted"]
+    assert transitions(None, backing_off) == ["created", "started", "exited"]
+
+
 def test_a_missed_exit_between_two_scans_is_a_restart():
     assert transitions(state(), state(started="2026-01-01T00:00:09.000000000Z")) == ["restarted"]
 
