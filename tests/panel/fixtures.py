@@ -191,3 +191,33 @@ def container_state(container: Any, status: str, started: str = T0, finished: st
             "health": extra.pop("health", ""), "started_at": started, "finished_at": finished,
             "restart_count": extra.pop("restart_count", 0), "generation": generation,
             "addresses": {"berth": "10.88.0.5"}, "ports": {}, "error": ""}
+
+
+@dataclass
+class TeamsWorld:
+    """Two teams as the view and socket tests need them: a-team (project alpha) with an
+    operator and a viewer, b-team (project bravo) whose admin is "other"; with `platform`, a
+    platform administrator too."""
+
+    users: dict[str, Any]
+    team_a: Any
+    alpha: Any
+
+
+def two_teams(user_model: Any, platform: bool = False) -> TeamsWorld:
+    from panel.access import services as access
+    from panel.audit.services import Actor
+
+    system = Actor.system("tests")
+    users = {name: user_model.objects.create_user(name, password="pw-" + name * 3)
+             for name in ("operator", "viewer", "other")}
+    if platform:
+        users["platform"] = user_model.objects.create_superuser("platform", password="pw")
+    team_a = access.create_team(system, "a-team")
+    team_b = access.create_team(system, "b-team")
+    alpha = access.create_project(system, team_a, "alpha")
+    access.create_project(system, team_b, "bravo")
+    access.set_member(system, team_a, "operator", "operator")
+    access.set_member(system, team_a, "viewer", "viewer")
+    access.set_member(system, team_b, "other", "admin")
+    return TeamsWorld(users, team_a, alpha)

@@ -15,6 +15,7 @@ from panel.audit.services import Actor
 from panel.stacks import services as stacks
 from panel.stacks.logs import ReplicaColours, interleave, sort_key
 from runtime.agent.logship import log_stream_key
+from tests.panel.fixtures import two_teams
 from tests.panel.test_live import _communicator, _headers, _refused
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,15 +31,8 @@ def _add_replica(stack: Any, service: str, slot: int) -> Any:
 @pytest.fixture
 def world(django_user_model: Any, make_host: Any, broker: Any) -> dict[str, Any]:
     system = Actor.system("tests")
-    users = {name: django_user_model.objects.create_user(name, password="pw-" + name * 3)
-             for name in ("operator", "viewer", "other")}
-    team_a = access.create_team(system, "a-team")
-    team_b = access.create_team(system, "b-team")
-    alpha = access.create_project(system, team_a, "alpha")
-    access.create_project(system, team_b, "bravo")
-    access.set_member(system, team_a, "operator", "operator")
-    access.set_member(system, team_a, "viewer", "viewer")
-    access.set_member(system, team_b, "other", "admin")
+    teams = two_teams(django_user_model)
+    users, team_a, alpha = teams.users, teams.team_a, teams.alpha
     make_host("h1")
     stack = stacks.create_stack(system, "shop", COMPOSE, alpha)
     replicas = {f"{service}-{slot}": _add_replica(stack, service, slot)

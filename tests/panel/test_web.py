@@ -10,10 +10,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from panel.access import services as access
 from panel.audit.services import Actor
 from panel.workloads import services as workloads
 from panel.workloads.models import Container
+from tests.panel.fixtures import two_teams
 
 pytestmark = pytest.mark.django_db
 
@@ -21,16 +21,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def world(django_user_model: Any, make_host: Any, broker: Any) -> dict[str, Any]:
     system = Actor.system("tests")
-    users = {name: django_user_model.objects.create_user(name, password="pw-" + name * 3)
-             for name in ("operator", "viewer", "other")}
-    users["platform"] = django_user_model.objects.create_superuser("platform", password="pw")
-    team_a = access.create_team(system, "a-team")
-    team_b = access.create_team(system, "b-team")
-    alpha = access.create_project(system, team_a, "alpha")
-    access.create_project(system, team_b, "bravo")
-    access.set_member(system, team_a, "operator", "operator")
-    access.set_member(system, team_a, "viewer", "viewer")
-    access.set_member(system, team_b, "other", "admin")
+    teams = two_teams(django_user_model, platform=True)
+    users, alpha = teams.users, teams.alpha
     make_host("h1")
     container, _ = workloads.create_container(
         system, {"name": "web", "image": "busybox", "env": {"DB_PASSWORD": "hunter2", "A": "b"},
