@@ -94,15 +94,20 @@ def transitions(previous: dict[str, Any] | None, current: dict[str, Any]) -> lis
         events.append("health")
     if not events and current["status"] == "restarting" and previous["status"] == "exited":
         events.append("restarting")  # the exit was told; now its restart is on its way
+    if not events and current["status"] == "exited" and previous["status"] == "restarting":
+        events.append("exited")  # stopped during the back-off: no restart comes
     return events
 
 
 def _stale(previous: dict[str, Any] | None, observed: dict[str, Any]) -> bool:
-    """Whether an exit observed by a hook is older than what was already reported."""
+    """Whether an exit observed by a hook is older than what was already reported, or is that
+    very exit (a scan told it first, seeing the container already restarting)."""
     if previous is None:
         return False
     return (previous["restart_count"] > observed["restart_count"]
-            or str(previous["started_at"]) > str(observed["started_at"]))
+            or str(previous["started_at"]) > str(observed["started_at"])
+            or (previous["status"] in EXITED_STATES
+                and previous["finished_at"] == observed["finished_at"]))
 
 
 class Reporter:

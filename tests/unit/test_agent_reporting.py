@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.agent.main import parse_labels
-from runtime.agent.reporter import transitions
+from runtime.agent.reporter import _stale, transitions
 from runtime.agent.specs import run_options, validate_spec
 from runtime.errors import InvalidArgument
 from runtime.protocol import GENERATION_LABEL, UID_LABEL
@@ -49,8 +49,11 @@ def test_an_exit_seen_during_the_restart_back_off_is_an_exit():
     exited = backing_off | {"status": "exited"}
     again = state(started="2026-01-01T00:00:03.000000000Z", restarts=1)
     assert transitions(running, backing_off) == ["exited"]
-    assert transitions(backing_off, exited) == []
     assert transitions(exited, backing_off) == ["restarting"]  # the exit was told before
+    # stopped during the back-off: the panel must learn that no restart comes
+    assert transitions(backing_off, exited) == ["exited"]
+    # but the exit the hook queued, arriving after the scan told it, is not told twice
+    assert _stale(backing_off, exited) and not _stale(running, exited)
     assert transitions(backing_off, again) == ["restarted"]
     assert transitions(None, backing_off) == ["created", "started", "exited"]
 
