@@ -54,9 +54,14 @@ def send_now(groups: list[str], event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
+    message = {"type": MESSAGE_TYPE, "event": event}
+
+    async def send_all() -> None:  # one event loop (and layer connection) for every group
         for group in groups:
-            async_to_sync(layer.group_send)(group, {"type": MESSAGE_TYPE, "event": event})
+            await layer.group_send(group, message)
+
+    try:
+        async_to_sync(send_all)()
     except Exception as exc:  # the change is committed; a lost push only delays the page
         log.warning("live event %s not pushed: %s", event.get("type"), exc)
 
