@@ -3,6 +3,7 @@ real agent (its own runtime root) on the session's Redis and database."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,10 +32,27 @@ def plane(request: pytest.FixtureRequest, django_db_setup: Any, django_db_blocke
 
 
 @pytest.fixture
-def host(plane: Plane) -> Plane:
-    """The plane, once its agent registered with its images."""
+def host(plane: Plane, transactional_db: None) -> Iterator[Plane]:
+    """The plane, once its agent registered with its images. Afterwards, until the work the
+    test started is done (at most QUIET_WAIT s): pytest-django then truncates every table, and
+    on PostgreSQL a report still writing several tables at that moment deadlocks with the
+    TRUNCATE. (Requesting transactional_db makes this teardown run before that flush.)"""
     from panel.fleet.models import Host
 
     wait_for(lambda: Host.objects.filter(name=plane.host, images__isnull=False).exists(),
              30, "the agent registering")
-    return plane
+    yield plane
+    deadline = time.monotonic() + QUIET_WAIT
+    while time.monotonic() < deadline and _busy():
+        time.sleep(0.1)
+
+
+QUIET_WAIT = 30.0
+
+
+def _busy() -> bool:
+    from panel.stacks.models import Revision
+    from panel.workloads.models import Operation
+
+    return Operation.objects.exclude(status__in=Operation.FINISHED).exists() \
+        or Revision.objects.filter(status__in=Revision.ACTIVE).exists()
