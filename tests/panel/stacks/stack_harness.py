@@ -88,6 +88,18 @@ def wait_revision(stack_id: int, number: int, timeout: float = 120,
         raise
 
 
+
+def deploy_through_api(api: Any, plane: Plane, name: str, compose: str) -> Any:
+    """POST the stack (which deploys revision 1) and wait until that revision succeeded."""
+    from panel.stacks.models import Revision, Stack
+
+    created = api.post("/api/v1/stacks/", {"name": name, "compose": compose}, format="json")
+    assert created.status_code == 201, created.content
+    stack = Stack.objects.get(name=name)
+    revision = wait_revision(stack.pk, 1, plane=plane)
+    assert revision.status == Revision.SUCCEEDED, revision.reason
+    return stack
+
 @dataclass
 class Client:
     """Sends GET requests to `url` back to back in a thread; counts answers and failures."""

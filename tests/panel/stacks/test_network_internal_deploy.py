@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from panel.stacks.models import Replica, Revision, Stack
+from panel.stacks.models import Replica
 from panel.workloads.models import Container, Network
-from tests.panel.stacks.stack_harness import wait_for, wait_revision
+from tests.panel.stacks.stack_harness import deploy_through_api, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.django_db(transaction=True)]
 REPO = Path(__file__).resolve().parents[3]
@@ -70,12 +70,7 @@ networks:
 
 
 def test_stack_internal_network_is_deployed_internal(host, api):
-    answer = api.post("/api/v1/stacks/", {"name": "vault", "compose": INTERNAL_STACK},
-                      format="json")
-    assert answer.status_code == 201, answer.content
-    stack = Stack.objects.get(name="vault")
-    revision = wait_revision(stack.pk, 1, plane=host)
-    assert revision.status == Revision.SUCCEEDED, revision.reason
+    stack = deploy_through_api(api, host, "vault", INTERNAL_STACK)
     assert Network.objects.get(name="vault_backend").internal is True
     replica = Replica.objects.select_related("container").get(stack=stack, service="db")
     assert replica.container.networks == ["vault_backend"]

@@ -9,7 +9,7 @@ import pytest
 
 from panel.stacks.models import Replica, Revision, Stack
 from panel.workloads.models import Container
-from tests.panel.stacks.stack_harness import Client, wait_for, wait_revision
+from tests.panel.stacks.stack_harness import Client, deploy_through_api, wait_for, wait_revision
 
 pytestmark = [pytest.mark.root, pytest.mark.django_db(transaction=True)]
 
@@ -50,12 +50,7 @@ volumes:
 
 
 def test_three_services_share_a_volume_start_in_health_order_and_scale(host, api):
-    answer = api.post("/api/v1/stacks/", {"name": "trio", "compose": THREE_SERVICES},
-                      format="json")
-    assert answer.status_code == 201, answer.content
-    stack = Stack.objects.get(name="trio")
-    revision = wait_revision(stack.pk, 1, plane=host)
-    assert revision.status == Revision.SUCCEEDED, revision.reason
+    stack = deploy_through_api(api, host, "trio", THREE_SERVICES)
     assert {s: len(_running(stack, s)) for s in ("db", "app", "web")} == \
         {"db": 1, "app": 1, "web": 1}
     db = _running(stack, "db")[0]
@@ -103,11 +98,7 @@ services:
 
 def test_rolling_update_serves_every_request_and_a_failing_one_rolls_back(host, api):
     port = _free_port()
-    created = api.post("/api/v1/stacks/", {"name": "roll", "compose": _web(port, "v1")},
-                       format="json")
-    assert created.status_code == 201, created.content
-    stack = Stack.objects.get(name="roll")
-    assert wait_revision(stack.pk, 1, plane=host).status == Revision.SUCCEEDED
+    stack = deploy_through_api(api, host, "roll", _web(port, "v1"))
     client = Client(f"http://127.0.0.1:{port}/").start()
     try:
         wait_for(lambda: "v1" in client.answers, 20, "the first answer")
@@ -163,11 +154,7 @@ services:
 
 def test_replicas_without_a_health_check_take_connections_only_once_they_accept_them(host, api):
     port = _free_port()
-    created = api.post("/api/v1/stacks/", {"name": "slow", "compose": _slow_web(port, "v1")},
-                       format="json")
-    assert created.status_code == 201, created.content
-    stack = Stack.objects.get(name="slow")
-    assert wait_revision(stack.pk, 1, plane=host).status == Revision.SUCCEEDED
+    stack = deploy_through_api(api, host, "slow", _slow_web(port, "v1"))
     replicas = _running(stack, "web")
     assert [c.healthcheck["test"] for c in replicas] == [["TCP", "8080"]] * 2
     assert {c.health for c in replicas} == {"healthy"}

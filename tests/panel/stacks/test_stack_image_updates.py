@@ -29,7 +29,7 @@ from runtime.images.bootstrap import DEFAULT_PATH, bootstrap_busybox
 from runtime.images.builder import image_from_layers, tar_directory
 from runtime.images.store import Image, ImageStore
 from tests.integration.registry_server import RegistryServer, serving, serving_token_issuer
-from tests.panel.stacks.stack_harness import Plane, wait_for, wait_revision
+from tests.panel.stacks.stack_harness import deploy_through_api, wait_for, wait_revision
 
 pytestmark = [pytest.mark.root, pytest.mark.django_db(transaction=True)]
 
@@ -119,15 +119,6 @@ def _check_in_worker(stack: Stack) -> Stack:
     return Stack.objects.get(pk=stack.pk)
 
 
-def _deploy(api: Any, plane: Plane, name: str, compose: str) -> Stack:
-    created = api.post("/api/v1/stacks/", {"name": name, "compose": compose}, format="json")
-    assert created.status_code == 201, created.content
-    stack = Stack.objects.get(name=name)
-    revision = wait_revision(stack.pk, 1, plane=plane)
-    assert revision.status == Revision.SUCCEEDED, revision.reason
-    return stack
-
-
 def _page(browser: Client, stack: Stack) -> str:
     page = browser.get(f"/stacks/{stack.pk}/")
     assert page.status_code == 200
@@ -145,7 +136,7 @@ def test_a_moved_tag_shows_an_update_and_the_one_click_redeploy_rolls_onto_its_d
     first = _push(source, "v1", ref)
     port = _free_port()
     # the default update_config (stop-first, one at a time): what most stacks roll with
-    stack = _deploy(api, host, "fresh", f"""
+    stack = deploy_through_api(api, host, "fresh", f"""
 services:
   web:
     image: {ref}
@@ -230,7 +221,7 @@ def test_registries_that_are_down_want_a_login_or_lack_the_image_say_why_and_sho
     image: {ref}
     command: ["sleep", "600"]
 """ for name, ref in refs.items())
-    stack = _deploy(api, host, "shaky", f"services:{services}")
+    stack = deploy_through_api(api, host, "shaky", f"services:{services}")
 
     from panel.stacks.tasks import stack_check_images
 
@@ -282,7 +273,7 @@ def test_images_held_without_a_registry_never_show_an_update(host, registry, sou
     send_to_host(host.host, "snapshot")  # placement of a never-pulled image needs it known
     wait_for(lambda: ImageRow.objects.filter(reference=never, hosts__name=host.host).exists(),
              30, "the host reporting its images")
-    stack = _deploy(api, host, "homemade", f"""
+    stack = deploy_through_api(api, host, "homemade", f"""
 services:
   base:
     image: busybox
