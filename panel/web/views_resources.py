@@ -4,6 +4,7 @@ upload, volume backup download and restore, full log download)."""
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -226,16 +227,19 @@ def operations(request: HttpRequest) -> HttpResponse:
         "kinds": sorted(set(Operation.objects.values_list("kind", flat=True).distinct()[:100]))})
 
 
-@signed_in
-def operation_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    import uuid
-
+def _visible_operation(request: HttpRequest, pk: str) -> tuple[Operation, dict[str, Any]]:
+    """The operation `pk` (404 unless a UUID the user may see) and its result dict."""
     try:
         key = uuid.UUID(str(pk))
     except ValueError:
         raise Http404("no such operation") from None
     operation = get_visible(request, Operation.objects.all(), "operation.view", pk=key)
-    result = operation.result if isinstance(operation.result, dict) else {}
+    return operation, operation.result if isinstance(operation.result, dict) else {}
+
+
+@signed_in
+def operation_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    operation, result = _visible_operation(request, pk)
     return render(request, "web/operation.html", {
         "op": operation, "download": result.get("download") if operation.kind ==
         "volume.backup" and operation.status == Operation.SUCCEEDED else None})
@@ -244,14 +248,7 @@ def operation_detail(request: HttpRequest, pk: str) -> HttpResponse:
 @signed_in
 def backup_download(request: HttpRequest, pk: str) -> HttpResponse:
     """The archive a finished volume backup left for download (once)."""
-    import uuid
-
-    try:
-        key = uuid.UUID(str(pk))
-    except ValueError:
-        raise Http404("no such operation") from None
-    operation = get_visible(request, Operation.objects.all(), "operation.view", pk=key)
-    result = operation.result if isinstance(operation.result, dict) else {}
+    operation, result = _visible_operation(request, pk)
     if operation.kind != "volume.backup" or not result.get("download"):
         return HttpResponse("this operation has no backup to download\n", status=409,
                             content_type="text/plain")
