@@ -170,6 +170,9 @@ BERTH_HOST_DOWN_AFTER = env_float("BERTH_HOST_DOWN_AFTER", 15.0, minimum=1.0)
 BERTH_RESCHEDULE_AFTER = env_float("BERTH_RESCHEDULE_AFTER", 30.0, minimum=0.0)
 # How often the control worker's beat runs reconcile and the host-down check.
 BERTH_RECONCILE_INTERVAL = env_float("BERTH_RECONCILE_INTERVAL", 5.0, minimum=0.5)
+# Seconds a deploy's lease lasts without a heartbeat: a control worker that dies mid-deploy
+# (kill -9, Ctrl-C, a crash) leaves its revision to another one after this (panel/stacks/engine.py).
+BERTH_DEPLOY_LEASE = env_float("BERTH_DEPLOY_LEASE", 10.0, minimum=2.0)
 # A container still out of sync this long after its last apply gets the apply sent again.
 BERTH_REAPPLY_AFTER = env_float("BERTH_REAPPLY_AFTER", 30.0, minimum=0.5)
 # Seconds to wait for an agent's answer to logs/stats before the API answers 504.
@@ -200,6 +203,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     "check-hosts": {
         "task": "berth.control.check_hosts",
+        "schedule": BERTH_RECONCILE_INTERVAL,
+        "options": {"expires": BERTH_RECONCILE_INTERVAL},
+    },
+    # revisions whose engine died (lease expired) or whose deploy message was lost
+    "stack-resume-deploys": {
+        "task": "berth.control.stack_resume_deploys",
         "schedule": BERTH_RECONCILE_INTERVAL,
         "options": {"expires": BERTH_RECONCILE_INTERVAL},
     },

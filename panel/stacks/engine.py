@@ -1,29 +1,57 @@
-"""The deploy engine: rolls one revision out, run by the control worker (tasks.stack_deploy).
+"""The deploy engine: rolls one revision out, run by the control worker (tasks.stack_deploy) as
+a chain of short tasks whose state lives in the database.
+
+Durability. A revision's progress is in its row, not in a process: a lease (`lease_owner`
+until `lease_expires_at`, renewed by every write of progress: the heartbeat), a wall-clock
+`deadline_at`, and `progress` (the steps so far, the wait timers of replicas, the batch being
+rolled, the delay until the next batch). The engine is re-entrant from that state and from
+the replicas' rows: each run of `Deployment.run` starts from the top and every step looks at
+what exists before it acts, so a run interrupted anywhere (kill -9, Ctrl-C, a crash, a lost
+message) is continued by the next one without doing anything twice. A control worker that
+dies leaves its lease to expire (BERTH_DEPLOY_LEASE seconds); the beat task
+`stack_resume_deploys` (and each control worker as it starts) sends the revisions nobody holds
+to the queue again, and the first task to take the lease over continues. A revision is thus
+never `running` without a live owner for longer than a lease.
+
+Slices, not one long task. A task runs the engine for at most SLICE seconds (mostly waiting
+for replicas, polling their rows every POLL seconds), saves its state and sends the next task
+with a CONTINUE_AFTER countdown, passing its lease on under a fresh token (a duplicate message
+finds the token gone and does nothing). We chose this over a dedicated deploy queue: a deploy
+queue still needs one worker slot per running deploy for minutes (so N concurrent deploys
+need N slots, or wait), and a process that dies there still loses the deploy's in-memory
+state; slices keep every control worker slot free for reports between two slices, need no
+extra process to operate, and make recovery the normal path (every slice is a resumption).
 
 `Deployment.run` numbers its steps:
-1. claim the revision (a conditional update: a redelivered task does nothing twice);
+1. the revision was claimed (run_slice: a conditional update gives the lease to one task);
 2. create the stack's networks and volumes that the panel does not have yet (hosts create them
    when the first replica arrives);
 3. walk the services in dependency order: a service starts once each of its dependencies is
    started (`service_started`: every replica runs) or healthy (`service_healthy`: every replica
    passed its health check). A service whose replicas were made from the same replica hash is
-   only scaled (missing slots created, extra ones removed); a changed one is rolled (4).
-   The missing replicas of every service whose dependencies are met are created in one
-   transaction, so their hosts get them at once; the engine polls the replicas' rows every
-   POLL seconds (reports from the hosts land there);
+   only scaled (missing slots created, duplicate and extra ones removed); a changed one is
+   rolled (4). The missing replicas of every service whose dependencies are met are created in
+   one transaction, so their hosts get them at once;
 4. rolling update per `deploy.update_config`: in batches of `parallelism`, with `start-first`
    a new replica starts, must run and pass its health check (it then joins its port group on
    the host and takes connections), and stays so for `monitor`; only then does the old one
    leave the group and stop. `stop-first` removes the old one first (and waits until its host
-   did). Between batches, `delay`.
+   did). Between batches, `delay`. The batch is saved before its first change; a run that
+   finds one saved finishes it (a slot that has a replica of the new hash gets no other one; a
+   stale replica whose successor is ready is dropped), and a slot that has both an old and a
+   new replica (a superseded revision left it so) is finished first.
    A replica that shares published ports and has no health check of its own gets a TCP connect
    check on its first published TCP port (`readiness_check`), so "ready" means it accepts them.
    A new replica that fails is removed, and `failure_action` decides: `rollback` ends the
    revision as rolled back and deploys the last good revision again (the reason is recorded on
-   both), `pause` ends it as paused, `continue` goes on;
+   both, in one transaction), `pause` ends it as paused, `continue` goes on;
 5. wait until every replica of every service is ready, remove the services the file no longer
    has, and record the outcome (a succeeded revision becomes the stack's current one).
 Progress is written to the revision's Operation after each step (and pushed to browsers).
+
+Cancellation: remove_stack (and a deploy that supersedes a revision whose owner is dead) ends
+the revision as cancelled and drops its lease; the engine's next write (each one checks the
+lease, and creating replicas locks the stack first) finds it no longer its own and stops.
 """
 
 from __future__ import annotations
@@ -32,9 +60,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import OperationalError, transaction
 
 from panel.audit.services import Actor
@@ -49,7 +77,9 @@ from runtime.network.ports import parse_port_spec
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-POLL = 0.05  # small queries on indexed rows: polling this often costs little
+POLL = 0.1  # small queries on indexed rows: polling this often costs little
+SLICE = 2.0  # seconds one task works before it saves its state and sends the next one
+CONTINUE_AFTER = 0.2  # countdown of the next slice
 LOCK_RETRIES = 20
 READY_TIMEOUT = 90.0  # a replica without health check must run within this
 DEPLOY_TIMEOUT = 1800.0
@@ -57,6 +87,7 @@ CONTAINER_FIELDS = ("image", "pull", "command", "entrypoint", "ports", "volumes"
                     "memory", "cpus", "restart", "labels", "init", "constraints")
 OPTION_FIELDS = ("user", "workdir", "hostname", "read_only", "stop_signal", "stop_timeout",
                  "pids_limit")
+_RANK = {"ready": 0, "running": 1, "pending": 2, "failed": 3}
 
 
 def _retry(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -72,6 +103,10 @@ def _retry(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     raise AssertionError("unreachable")
 
 
+def _heartbeat_every() -> float:
+    return settings.BERTH_DEPLOY_LEASE / 4
+
+
 class DeployFailed(Exception):
     """A replica did not come up; `action` is the service's failure_action."""
 
@@ -80,84 +115,140 @@ class DeployFailed(Exception):
         self.action = action
 
 
-@dataclass
-class Waiting:
-    replica: Replica
-    since: float
-    ready_at: float | None = None
+class Suspend(Exception):
+    """The slice's time is up: the state is saved, the next task continues."""
+
+
+class LostLease(Exception):
+    """The revision is no longer this slice's: cancelled (the stack is being removed),
+    superseded, or taken over by another worker after this one stalled past its lease."""
 
 
 class Deployment:
-    """One run of one revision (see the module docstring)."""
+    """One slice of the run of one revision (see the module docstring), from its saved state."""
 
-    def __init__(self, revision: Revision):
+    def __init__(self, revision: Revision, owner: str = "", slice_seconds: float = SLICE):
         self.revision = revision
+        self.owner = owner
         self.stack: Stack = revision.stack
         self.spec = StackSpec.from_dict(revision.spec)
         self.actor = Actor(name=revision.actor_name or "system", channel="system")
         self.secrets = services.stack_secrets(self.stack)
-        self.steps: list[dict[str, Any]] = []
-        self.flushed = 0  # steps[:flushed] are in the Operation and were pushed
+        saved = revision.progress or {}
+        self.steps: list[dict[str, Any]] = list(saved.get("steps") or [])
+        self.flushed = len(self.steps)  # steps[:flushed] are in the Operation and were pushed
         self.total = max(1, len(self.spec.networks) + len(self.spec.volumes)
                          + sum(max(s.replicas, 1) for s in self.spec.services.values()))
-        self.done = 0
+        self.done = int(saved.get("done") or 0)
+        # container pk -> {"since": wall-clock time first waited on, "ready_at": first ready}
+        self.timers: dict[str, dict[str, float]] = dict(saved.get("timers") or {})
+        # service -> {"slots": [...], "removing": [container names]}: the batch being rolled
+        self.batches: dict[str, dict[str, Any]] = dict(saved.get("batches") or {})
+        self.delays: dict[str, float] = dict(saved.get("delays") or {})  # next batch not before
+        self.extra = {k: v for k, v in saved.items()
+                      if k not in ("steps", "done", "timers", "batches", "delays")}
+        self.phase = revision.phase or "claimed"
         self.hashes = {name: replica_hash(self.spec, name, revision.secret_digests,
                                           revision.image_digests.get(
                                               s.container["image"], ""))
                        for name, s in self.spec.services.items()}
-        self.deadline = time.monotonic() + DEPLOY_TIMEOUT
+        self.deadline = revision.deadline_at.timestamp() if revision.deadline_at \
+            else time.time() + DEPLOY_TIMEOUT
+        self.slice_ends = time.monotonic() + slice_seconds
+        self.beat_at = time.monotonic()
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> str:
+        """The final status; Suspend when the slice's time is up, LostLease when the revision
+        is no longer ours."""
         for image, problem in sorted((self.revision.result.get("image_problems") or {}).items()):
             self._step(f"image {image} not pulled", "failed", problem, advance=0, flush=False)
         try:
+            self.phase = "networks and volumes"
             self._ensure_networks()
             self._ensure_volumes()
             self._deploy_services()
+            self.phase = "removing services the file no longer has"
             self._remove_gone_services()
+        except Suspend:
+            self._save()
+            raise
+        except LostLease:
+            raise
         except DeployFailed as exc:
             return self._failed(str(exc), exc.action)
         except Exception as exc:  # recorded on the revision; the worker stays up
+            if not self._still_ours():  # the stack was removed under us
+                raise LostLease(str(exc)) from exc
             log.exception("deploy of %s failed", self.revision)
             return self._failed(f"{type(exc).__name__}: {exc}", "pause")
-        self._finish(Revision.SUCCEEDED, "every replica is running"
-                     + (" and healthy" if self._any_healthcheck() else ""))
-        return Revision.SUCCEEDED
+        return self._finish(Revision.SUCCEEDED, "every replica is running"
+                            + (" and healthy" if self._any_healthcheck() else ""))
 
     def _failed(self, reason: str, action: str) -> str:
         previous = self.stack.current_revision
         if action == "rollback" and previous is not None \
                 and previous.pk != self.revision.pk:
-            self._finish(Revision.ROLLED_BACK,
-                         f"{reason}; rolled back to revision {previous.number}")
-            _retry(services.rollback_stack, self.actor, self.stack, previous.number,
-                                    reason=f"automatic rollback of revision "
-                                           f"{self.revision.number}: {reason}")
+            def finish_and_roll_back() -> None:
+                # one transaction: an interruption leaves either both or neither
+                with transaction.atomic():
+                    self._record(Revision.ROLLED_BACK,
+                                 f"{reason}; rolled back to revision {previous.number}")
+                    services.rollback_stack(self.actor, self.stack, previous.number,
+                                            reason=f"automatic rollback of revision "
+                                                   f"{self.revision.number}: {reason}")
+
+            self._flush(save=False)
+            _retry(finish_and_roll_back)
             return Revision.ROLLED_BACK
         status = Revision.PAUSED if action == "pause" else Revision.FAILED
-        self._finish(status, reason)
+        return self._finish(status, reason)
+
+    def _finish(self, status: str, reason: str) -> str:
+        self._flush(save=False)  # steps not pushed yet (a failure right after networks)
+        _retry(self._record, status, reason)
         return status
 
-    def _finish(self, status: str, reason: str) -> None:
-        self._flush()  # steps not pushed yet (a failure right after networks and volumes)
-        _retry(services.finish_revision, self.actor, self.revision, status, reason,
-                                 {"steps": self.steps})
+    def _record(self, status: str, reason: str) -> None:
+        if services.finish_revision(self.actor, self.revision, status, reason,
+                                    {"steps": self.steps}, owner=self.owner) is None:
+            raise LostLease("finished by someone else")
+
+    def _still_ours(self) -> bool:
+        return Revision.objects.filter(pk=self.revision.pk, status=Revision.RUNNING,
+                                       lease_owner=self.owner).exists()
+
+    def _progress(self) -> dict[str, Any]:
+        return {**self.extra, "steps": self.steps, "done": self.done, "timers": self.timers,
+                "batches": self.batches, "delays": self.delays}
+
+    def _save(self) -> None:
+        """The heartbeat: renew the lease and save the state (LostLease when not ours)."""
+        self.beat_at = time.monotonic()
+        if not _retry(services.save_revision_progress, self.revision.pk, self.owner,
+                      self.phase, self._progress()):
+            raise LostLease("the revision is no longer this worker's")
 
     def _step(self, name: str, status: str = "done", detail: str = "",
-              advance: int = 1, flush: bool = True) -> None:
+              advance: int = 1, flush: bool = True, also: str = "") -> None:
         """Record a step; with `flush`, write the progress to the Operation and push it (a
-        batch of steps records the earlier ones with flush=False, then flushes once)."""
+        batch of steps records the earlier ones with flush=False, then flushes once). A step
+        already recorded (by an earlier slice; or named `also`) is not recorded again."""
+        if any((s["name"], s["status"], s["detail"]) == (name, status, detail)
+               or (also and s["name"] == also) for s in self.steps):
+            return
         self.steps.append({"name": name, "status": status, "detail": detail,
                            "at": time.time()})
         self.done += advance
         if flush:
             self._flush()
 
-    def _flush(self) -> None:
-        """Write the progress so far to the revision's Operation and push the steps recorded
-        since the last flush to browsers."""
+    def _flush(self, save: bool = True) -> None:
+        """Write the progress so far to the revision (the heartbeat) and its Operation, and
+        push the steps recorded since the last flush to browsers."""
         fresh, self.flushed = self.steps[self.flushed:], len(self.steps)
+        if save:
+            self._save()
         if not fresh:
             return
         name, status = fresh[-1]["name"], fresh[-1]["status"]
@@ -231,18 +322,18 @@ class Deployment:
             ready = [name for name in pending
                      if self._dependencies_met(self.spec.services[name])]
             if not ready:
+                self.phase = f"waiting for the dependencies of {', '.join(pending)}"
                 self._check_launched(launched)
                 self._tick()
                 continue
             for name in ready:
                 pending.remove(name)
-                stale = [r for r in self._replicas(name) if r.spec_hash != self.hashes[name]]
-                if stale:
-                    self._roll(name, stale)
+                self._roll(name)
             self._scale(ready)  # the missing replicas of every ready service, all at once
             launched += ready
         for name in launched:
             service = self.spec.services[name]
+            self.phase = f"waiting for {name}"
             self._wait([r for r in self._replicas(name) if r.spec_hash == self.hashes[name]],
                        service, monitor=False)
 
@@ -277,9 +368,45 @@ class Deployment:
                                        self.spec.services[name].update_config["failure_action"])
 
     def _tick(self) -> None:
-        if time.monotonic() > self.deadline:
+        """Between two polls: fail past the deadline, end the slice when its time is up,
+        renew the lease when due, then sleep POLL."""
+        if time.time() > self.deadline:
             raise DeployFailed(f"the deploy did not finish within {DEPLOY_TIMEOUT:g}s")
+        if time.monotonic() >= self.slice_ends:
+            raise Suspend()
+        if time.monotonic() - self.beat_at >= _heartbeat_every():
+            self._save()
         time.sleep(POLL)
+
+    def _drop(self, replica: Replica) -> None:
+        """Remove a replica, while the revision is still ours (LostLease otherwise)."""
+
+        @transaction.atomic
+        def drop() -> None:
+            if not services.lock_for_engine(self.revision.pk, self.owner):
+                raise LostLease("the revision is no longer this worker's")
+            if Container.objects.filter(pk=replica.container_id).exists():
+                services.drop_replica(self.actor, replica)
+
+        _retry(drop)
+
+    def _dedupe(self, name: str) -> None:
+        """Per slot, one replica of the current hash: the best one stays (ready, running,
+        pending, failed; the older of two alike), the others go; slots beyond the declared
+        count go too."""
+        service = self.spec.services[name]
+        by_slot: dict[int, list[Replica]] = {}
+        for replica in self._replicas(name):
+            if replica.spec_hash == self.hashes[name]:
+                by_slot.setdefault(replica.slot, []).append(replica)
+        for slot, replicas in sorted(by_slot.items()):
+            keep = None if slot > service.replicas else min(
+                replicas, key=lambda r: (_RANK[_state(r.container)], r.created_at, r.pk))
+            for replica in replicas:
+                if replica is not keep:
+                    self._drop(replica)
+                    self._step(f"{name} replica {replica.slot} removed", advance=0,
+                               detail=replica.container.name, flush=False)
 
     def _scale(self, names: list[str]) -> None:
         """Per service of `names`: remove extra replicas (duplicate or beyond the count), then
@@ -287,19 +414,12 @@ class Deployment:
         missing: list[tuple[str, int]] = []
         for name in names:
             service = self.spec.services[name]
-            by_slot: dict[int, Replica] = {}
-            for replica in self._replicas(name):
-                if replica.spec_hash != self.hashes[name]:
-                    continue
-                if replica.slot in by_slot or replica.slot > service.replicas:
-                    _retry(services.drop_replica, self.actor, replica)
-                    self._step(f"{name} replica {replica.slot} removed", advance=0,
-                               flush=False)
-                else:
-                    by_slot[replica.slot] = replica
+            self._dedupe(name)
+            present = {r.slot for r in self._replicas(name) if r.spec_hash == self.hashes[name]}
             for slot in range(1, service.replicas + 1):
-                if slot in by_slot:
-                    self._step(f"{name} replica {slot} unchanged", flush=False)
+                if slot in present:
+                    self._step(f"{name} replica {slot} unchanged", flush=False,
+                               also=f"{name} replica {slot} created")
                 else:
                     missing.append((name, slot))
         if missing:
@@ -309,11 +429,14 @@ class Deployment:
 
     def _create_many(self, slots: list[tuple[str, int]]) -> list[Replica]:
         """Create the replicas of `slots` ((service, slot) pairs) in one transaction: their
-        hosts get them all at once when it commits, with no round trip per replica. Then the
-        steps are recorded, and the progress written once."""
+        hosts get them all at once when it commits, with no round trip per replica; nothing
+        is created once the revision is no longer ours. Then the steps are recorded, and the
+        progress written once."""
 
         @transaction.atomic
         def create_all() -> list[Replica]:
+            if not services.lock_for_engine(self.revision.pk, self.owner):
+                raise LostLease("the revision is no longer this worker's")
             return [self._create(name, slot) for name, slot in slots]
 
         replicas = _retry(create_all)
@@ -356,41 +479,90 @@ class Deployment:
                 return candidate
         return f"{base}-r{self.revision.number}-{uuid.uuid4().hex[:4]}"
 
-    def _roll(self, name: str, stale: list[Replica]) -> None:
-        """Replace the replicas made from another spec, batch by batch (module docstring 4)."""
+    def _roll(self, name: str) -> None:
+        """Replace the replicas made from another spec, batch by batch (module docstring 4),
+        from whatever state an earlier slice left: a saved batch is finished first, then a
+        slot holding both an old and a new replica, then the next `parallelism` slots."""
         service = self.spec.services[name]
         config = service.update_config
-        in_range = [r for r in stale if r.slot <= service.replicas]
-        for replica in stale:
-            if replica.slot > service.replicas:
-                _retry(services.drop_replica, self.actor, replica)
-        size = config["parallelism"] or max(len(in_range), 1)
-        for start in range(0, len(in_range), size):
-            batch = in_range[start:start + size]
+        wanted = self.hashes[name]
+        self._dedupe(name)
+        while True:
+            stale: dict[int, list[Replica]] = {}
+            current: dict[int, Replica] = {}
+            for replica in self._replicas(name):
+                if replica.spec_hash == wanted:
+                    current.setdefault(replica.slot, replica)
+                elif replica.slot > service.replicas:
+                    self._drop(replica)
+                else:
+                    stale.setdefault(replica.slot, []).append(replica)
+            batch = self.batches.get(name)
+            if batch is None:
+                todo = sorted(stale)
+                if not todo:
+                    return
+                started = [slot for slot in todo if slot in current]
+                if not started and time.time() < self.delays.get(name, 0.0):
+                    self.phase = f"{name}: delay before the next batch"
+                    self._tick()
+                    continue
+                batch = {"slots": started or todo[:config["parallelism"] or len(todo)],
+                         "removing": []}
+                if config["order"] != "start-first":
+                    batch["removing"] = [r.container.name for slot in batch["slots"]
+                                         for r in stale.get(slot, [])]
+                self.batches[name] = batch
+                self._save()  # the batch is durable before its first change
+            slots = batch["slots"]
+            self.phase = f"{name}: rolling replicas {', '.join(map(str, slots))}"
             if config["order"] == "start-first":
-                new = self._create_many([(name, old.slot) for old in batch])
-                self._wait_or_undo(new, service)
-                for old in batch:
-                    _retry(services.drop_replica, self.actor, old)
-                    self._step(f"{name} replica {old.slot} replaced", advance=0,
-                               detail=old.container.name)
+                self._start_first(name, service, slots, stale, current)
             else:
-                for old in batch:
-                    _retry(services.drop_replica, self.actor, old)
-                    self._step(f"{name} replica {old.slot} stopped", advance=0,
-                               detail=old.container.name)
-                self._wait_removed([old.container.name for old in batch])
-                new = self._create_many([(name, old.slot) for old in batch])
-                self._wait_or_undo(new, service)
-            if config["delay"] and start + size < len(in_range):
-                time.sleep(config["delay"] / 1e9)
+                self._stop_first(name, service, slots, stale, current, batch["removing"])
+            del self.batches[name]
+            more = any(slot not in slots for slot in stale)
+            self.delays[name] = time.time() + config["delay"] / 1e9 \
+                if config["delay"] and more else 0.0
+            self._save()
+
+    def _start_first(self, name: str, service: ServiceSpec, slots: list[int],
+                     stale: dict[int, list[Replica]], current: dict[int, Replica]) -> None:
+        missing = [slot for slot in slots if slot not in current]
+        new = [current[slot] for slot in slots if slot in current]
+        if missing:
+            new += self._create_many([(name, slot) for slot in missing])
+        self._wait_or_undo(new, service)
+        for slot in slots:
+            for old in stale.get(slot, []):
+                self._drop(old)
+                self._step(f"{name} replica {old.slot} replaced", advance=0,
+                           detail=old.container.name)
+
+    def _stop_first(self, name: str, service: ServiceSpec, slots: list[int],
+                    stale: dict[int, list[Replica]], current: dict[int, Replica],
+                    removing: list[str]) -> None:
+        for slot in slots:
+            for old in stale.get(slot, []):
+                self._drop(old)
+                self._step(f"{name} replica {old.slot} stopped", advance=0,
+                           detail=old.container.name)
+        self._wait_removed(removing)
+        missing = [slot for slot in slots if slot not in current]
+        new = [current[slot] for slot in slots if slot in current]
+        if missing:
+            new += self._create_many([(name, slot) for slot in missing])
+        self._wait_or_undo(new, service)
 
     def _wait_removed(self, names: list[str]) -> None:
         """Until the hosts removed the containers `names`: with stop-first the old replica is
         gone (its port, its volume, its name) before its successor starts."""
-        deadline = time.monotonic() + READY_TIMEOUT
+        if not names:
+            return
+        timer = self.timers.setdefault("removed " + ",".join(sorted(names)),
+                                       {"since": time.time()})
         while _removing(names).exists():
-            if time.monotonic() > deadline:
+            if time.time() - timer["since"] > READY_TIMEOUT:
                 raise DeployFailed(f"{', '.join(names)} not removed within {READY_TIMEOUT:g}s "
                                    "(is the host down?)")
             self._tick()
@@ -403,14 +575,15 @@ class Deployment:
                 self._step(f"{service.name} update", "failed", str(exc), advance=0)
                 return
             for replica in new:
-                _retry(services.drop_replica, self.actor, replica)
+                self._drop(replica)
             raise
 
     def _wait(self, replicas: list[Replica], service: ServiceSpec, monitor: bool) -> None:
         """Until every replica is ready (running, and healthy when it has a health check),
         then, with `monitor`, does not fail (exit, turn unhealthy) for update_config.monitor;
         DeployFailed otherwise. A report that arrives late with an older health ("starting")
-        does not count as a failure."""
+        does not count as a failure. The timers are wall-clock times in the saved state, so a
+        later slice goes on counting where this one stopped."""
         if not replicas:
             return
         action = service.update_config["failure_action"]
@@ -420,31 +593,32 @@ class Deployment:
             limit += (check["start_period"] + (check["interval"] or 30e9)
                       * ((check["retries"] or 3) + 1)) / 1e9
         window = service.update_config["monitor"] / 1e9 if monitor else 0.0
-        started = time.monotonic()
-        waiting = [Waiting(r, started) for r in replicas]
         while True:
-            now = time.monotonic()
-            for item in waiting:
-                item.replica.container.refresh_from_db()
-                state = _state(item.replica.container)
+            now = time.time()
+            timers = []
+            for replica in replicas:
+                timer = self.timers.setdefault(str(replica.container_id), {"since": now})
+                timers.append(timer)
+                replica.container.refresh_from_db()
+                state = _state(replica.container)
                 if state == "failed":
-                    raise DeployFailed(f"{service.name} replica {item.replica.slot} "
-                                       f"({item.replica.container.name}) failed: "
-                                       f"{_why(item.replica.container)}", action)
+                    raise DeployFailed(f"{service.name} replica {replica.slot} "
+                                       f"({replica.container.name}) failed: "
+                                       f"{_why(replica.container)}", action)
                 if state == "ready":
-                    item.ready_at = item.ready_at or now
-                elif item.ready_at is None and now - item.since > limit:
-                    raise DeployFailed(f"{service.name} replica {item.replica.slot} was not "
+                    timer.setdefault("ready_at", now)
+                elif "ready_at" not in timer and now - timer["since"] > limit:
+                    raise DeployFailed(f"{service.name} replica {replica.slot} was not "
                                        f"ready within {limit:g}s "
-                                       f"({_why(item.replica.container)})", action)
-            if all(i.ready_at is not None and now - i.ready_at >= window for i in waiting):
+                                       f"({_why(replica.container)})", action)
+            if all("ready_at" in t and now - t["ready_at"] >= window for t in timers):
                 return
             self._tick()
 
     def _remove_gone_services(self) -> None:
         for replica in Replica.objects.filter(stack=self.stack).exclude(
                 service__in=list(self.spec.services)).select_related("container"):
-            _retry(services.drop_replica, self.actor, replica)
+            self._drop(replica)
             self._step(f"{replica.service} replica {replica.slot} removed (service gone)",
                        advance=0)
 
@@ -499,18 +673,59 @@ def _why(container: Container) -> str:
     return f"status {container.status or 'not reported yet'}"
 
 
-def run_revision(revision_id: int) -> str | None:
-    """Claim and deploy revision `revision_id`; its final status (None: not ours to run)."""
-    if not services.claim_revision(revision_id):
-        return None
+def run_slice(revision_id: int, previous: str = "",
+              slice_seconds: float = SLICE) -> tuple[str | None, str]:
+    """One slice of the deploy of revision `revision_id`: take its lease (claim it when
+    pending, take it from slice `previous`, or take it over when its owner is dead), run the
+    engine for at most `slice_seconds`. Returns (the final status, "") when it finished,
+    (None, owner) when the next slice should continue under lease owner `owner`, and
+    (None, "") when it was not ours to run (finished, cancelled, held by a live owner)."""
+    owner = services.new_owner()
+    status = Revision.objects.filter(pk=revision_id).values_list("status", flat=True).first()
+    taken_over = False
+    if status == Revision.PENDING:
+        if not services.claim_revision(revision_id, owner, DEPLOY_TIMEOUT):
+            return None, ""
+    elif status != Revision.RUNNING:
+        return None, ""
+    elif not (previous and services.pass_lease(revision_id, previous, owner)):
+        if services.take_over_revision(Actor.system("deploy-engine"), revision_id,
+                                       owner) is None:
+            return None, ""  # its owner is alive (or this was a stale message of a slice)
+        taken_over = True
     revision = Revision.objects.select_related("stack", "stack__current_revision").get(
         pk=revision_id)
-    if revision.result.get("pull"):
+    if taken_over:
+        log.warning("stack revision %s: taken over at %r (the worker deploying it stopped)",
+                    revision, revision.phase)
+    if revision.result.get("pull") and not revision.progress.get("pinned"):
         from panel.stacks.images import pin_digests
 
         problems = pin_digests(revision)
         if problems:  # kept on the revision: finish_revision leaves their updates pending
             Revision.objects.filter(pk=revision.pk).update(
                 result={**revision.result, "image_problems": problems})
-            revision.refresh_from_db()
-    return Deployment(revision).run()
+        services.save_revision_progress(revision.pk, owner, revision.phase,
+                                        {**revision.progress, "pinned": True})
+        revision.refresh_from_db()
+    deployment = Deployment(revision, owner, slice_seconds)
+    if taken_over:
+        deployment._step("deploy resumed", "done",
+                         f"the worker deploying it stopped at: {revision.phase}", advance=0,
+                         flush=False)
+    try:
+        return deployment.run(), ""
+    except Suspend:
+        return None, owner
+    except LostLease as exc:
+        log.info("stack revision %s: stopped, no longer this worker's (%s)", revision, exc)
+        return None, ""
+
+
+def run_revision(revision_id: int) -> str | None:
+    """Deploy revision `revision_id` to its end in this process, slice after slice; its final
+    status (None: not ours to run)."""
+    status, owner = run_slice(revision_id)
+    while owner:
+        status, owner = run_slice(revision_id, owner)
+    return status

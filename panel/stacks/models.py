@@ -3,7 +3,10 @@
 - `Stack`: the compose text and environment people edit (secret values encrypted at rest, as
   container secrets are), the revision currently deployed, and what the image check found.
 - `Revision`: one deployment, immutable once written (number, the full resolved spec, who,
-  when, why); only its `status` and `result` move while the deploy engine works on it.
+  when, why); only its `status`, `result` and the engine's durable state move while the deploy
+  engine works on it: the lease (`lease_owner` until `lease_expires_at`, renewed by the
+  owner's heartbeat) and the progress (`phase`, `progress`, `deadline_at`) from which any control
+  worker continues it (engine.py).
 - `Replica`: which Container is replica `slot` of a service, made from which spec hash.
 - `StackTemplate`: a team's own stack saved as a template (the built-in catalogue is files in
   panel/stacks/catalogue/)."""
@@ -58,8 +61,9 @@ class Revision(models.Model):
     """One deployment of a stack (see the module docstring)."""
 
     PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
-    PAUSED, ROLLED_BACK = "paused", "rolled_back"
-    STATUSES = [(s, s) for s in (PENDING, RUNNING, SUCCEEDED, FAILED, PAUSED, ROLLED_BACK)]
+    PAUSED, ROLLED_BACK, CANCELLED = "paused", "rolled_back", "cancelled"
+    STATUSES = [(s, s) for s in (PENDING, RUNNING, SUCCEEDED, FAILED, PAUSED, ROLLED_BACK,
+                                 CANCELLED)]
     ACTIVE = (PENDING, RUNNING)
 
     stack = models.ForeignKey(Stack, on_delete=models.CASCADE, related_name="revisions")
@@ -82,6 +86,18 @@ class Revision(models.Model):
                                   on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # the engine's durable state (engine.py): who works on it, until when, and where it is
+    lease_owner = models.CharField(max_length=160, blank=True,
+                                   help_text="the engine slice holding the revision")
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                            help_text="past this, any control worker takes "
+                                                      "the revision over")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="the deploy fails when not finished by then")
+    phase = models.CharField(max_length=120, blank=True, help_text="the step it is at")
+    progress = models.JSONField(default=dict, blank=True,
+                                help_text="steps so far, wait timers, the batch being rolled")
 
     class Meta:
         ordering = ["stack", "-number"]

@@ -7,10 +7,15 @@ writes through the functions at the end of this module."""
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from panel.access.models import Project
@@ -121,14 +126,46 @@ def _active(stack: Stack) -> Revision | None:
     return stack.revisions.filter(status__in=Revision.ACTIVE).first()
 
 
+def owner_is_dead(revision: Revision, now: datetime | None = None) -> bool:
+    """Whether nobody works on the active `revision`: its lease expired (the control worker
+    holding it died), or it has waited for a control worker longer than a lease (its deploy
+    message was lost, or no control worker runs)."""
+    now = now or timezone.now()
+    if revision.status == Revision.RUNNING:
+        return revision.lease_expires_at is None or revision.lease_expires_at < now
+    return revision.status == Revision.PENDING and revision.created_at < now - _lease()
+
+
+def _end_active(actor: Actor, revision: Revision, reason: str, action: str) -> None:
+    """Record active `revision` as cancelled (inside the caller's transaction, which holds the
+    stack's lock): its lease is dropped, so its engine's next write finds it no longer its own
+    and stops; its Operation fails with `reason`."""
+    from panel.workloads.reports import record_operation_progress
+
+    Revision.objects.filter(pk=revision.pk).update(
+        status=Revision.CANCELLED, reason=f"{revision.reason}; {reason}" if revision.reason
+        else reason, lease_owner="", lease_expires_at=None, finished_at=timezone.now())
+    record_event(actor, action, revision.stack, revision=revision.number, reason=reason,
+                 was=revision.status, owner=revision.lease_owner)
+    if revision.operation_id:
+        record_operation_progress(actor, str(revision.operation_id), Operation.FAILED, 100,
+                                  reason, {"revision": revision.number,
+                                           "status": Revision.CANCELLED})
+
+
 def _new_revision(actor: Actor, stack: Stack, spec: Any, message: str, reason: str = "",
                   rollback_of: int | None = None, pull: bool = False,
                   secret_digests: dict[str, str] | None = None) -> Revision:
+    number = (stack.revisions.aggregate(top=Max("number"))["top"] or 0) + 1
     active = _active(stack)
     if active is not None:
-        raise Conflict(f"revision {active.number} of stack {stack.name} is still being deployed;"
-                       " wait for it to finish")
-    number = (stack.revisions.aggregate(top=Max("number"))["top"] or 0) + 1
+        if not owner_is_dead(active):
+            raise Conflict(f"revision {active.number} of stack {stack.name} is still being "
+                           "deployed; wait for it to finish")
+        # Its control worker is gone: this revision supersedes it and converges the replicas
+        # from whatever state that one left (engine.py).
+        _end_active(actor, active, f"superseded by revision {number}: no control worker was "
+                                   "working on it", "stack.deploy_superseded")
     if secret_digests is None:
         secret_digests = {key: secret_digest(value)
                           for key, value in stack_secrets(stack).items()}
@@ -220,9 +257,9 @@ def remove_stack(actor: Actor, stack: Stack, volumes: bool = False) -> Operation
     they hold the data)."""
     stack = _lock(stack)
     active = _active(stack)
-    if active is not None:
-        raise Conflict(f"revision {active.number} of stack {stack.name} is being deployed; wait "
-                       "for it to finish")
+    if active is not None:  # its engine notices at its next write and stops
+        _end_active(actor, active, "cancelled: the stack is being removed",
+                    "stack.deploy_cancelled")
     spec = (stack.current_revision.spec if stack.current_revision_id else None) or {}
     containers = [r.container for r in stack.replicas.select_related("container__host")]
     for container in containers:
@@ -283,20 +320,101 @@ def deploy_template(actor: Actor, template: Any, name: str, project: Project | N
 
 # --- written by the deploy engine -------------------------------------------------------------
 
-def claim_revision(revision_id: int) -> bool:
-    """The engine takes a pending revision (once, however often its task is delivered)."""
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.BERTH_DEPLOY_LEASE)
+
+
+def new_owner() -> str:
+    """A lease owner token: which worker process, and a fresh part so that each slice of the
+    engine holds the lease under its own token (a duplicate message of a slice finds it gone)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def claim_revision(revision_id: int, owner: str = "", deadline: float = 1800.0) -> bool:
+    """The engine takes a pending revision (once, however often its task is delivered), under
+    a lease held by `owner` and a wall-clock deadline `deadline` seconds from now."""
+    now = timezone.now()
     return Revision.objects.filter(pk=revision_id, status=Revision.PENDING).update(
-        status=Revision.RUNNING) == 1
+        status=Revision.RUNNING, lease_owner=owner or new_owner(), heartbeat_at=now,
+        lease_expires_at=now + _lease(), deadline_at=now + timedelta(seconds=deadline),
+        phase="claimed") == 1
+
+
+def pass_lease(revision_id: int, previous: str, owner: str) -> bool:
+    """The next slice of the engine takes the lease from the slice before it (`previous`)."""
+    now = timezone.now()
+    return Revision.objects.filter(pk=revision_id, status=Revision.RUNNING,
+                                   lease_owner=previous).update(
+        lease_owner=owner, heartbeat_at=now, lease_expires_at=now + _lease()) == 1
+
+
+@transaction.atomic
+def take_over_revision(actor: Actor, revision_id: int, owner: str) -> Revision | None:
+    """Take a running revision whose lease expired (its control worker died); audited. None
+    when it is not running or its owner is alive."""
+    now = timezone.now()
+    revision = Revision.objects.select_for_update(of=("self",)).select_related("stack").filter(
+        pk=revision_id, status=Revision.RUNNING).first()
+    if revision is None or not owner_is_dead(revision, now):
+        return None
+    previous = revision.lease_owner
+    revision.lease_owner, revision.heartbeat_at = owner, now
+    revision.lease_expires_at = now + _lease()
+    # time spent without an owner is not the replicas' fault: their wait timers start again
+    revision.progress = {**revision.progress, "timers": {}}
+    revision.save(update_fields=["lease_owner", "heartbeat_at", "lease_expires_at",
+                                 "progress"])
+    record_event(actor, "stack.deploy_resumed", revision.stack, revision=revision.number,
+                 phase=revision.phase, previous_owner=previous, owner=owner)
+    return revision
+
+
+def save_revision_progress(revision_id: int, owner: str, phase: str,
+                           progress: dict[str, Any]) -> bool:
+    """The heartbeat: renew `owner`'s lease and save where the engine is. False when the
+    revision is no longer `owner`'s (cancelled, superseded, removed, taken over)."""
+    now = timezone.now()
+    return Revision.objects.filter(pk=revision_id, status=Revision.RUNNING,
+                                   lease_owner=owner).update(
+        heartbeat_at=now, lease_expires_at=now + _lease(), phase=phase[:120],
+        progress=progress) == 1
+
+
+def lock_for_engine(revision_id: int, owner: str) -> bool:
+    """Inside the engine's transaction: lock the revision's stack (the order remove_stack
+    locks in), then whether the revision is still `owner`'s; what the engine writes next in
+    that transaction cannot race a removal."""
+    stack_id = Revision.objects.filter(pk=revision_id).values_list("stack_id", flat=True).first()
+    if stack_id is None or not Stack.objects.filter(pk=stack_id).update(
+            updated_at=timezone.now()):
+        return False
+    return Revision.objects.select_for_update(of=("self",)).filter(
+        pk=revision_id, status=Revision.RUNNING, lease_owner=owner).exists()
+
+
+def revisions_to_resume(now: datetime | None = None) -> list[int]:
+    """Active revisions nobody works on (owner_is_dead)."""
+    now = now or timezone.now()
+    running = Revision.objects.filter(status=Revision.RUNNING).filter(
+        Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True))
+    waiting = Revision.objects.filter(status=Revision.PENDING, created_at__lt=now - _lease())
+    return sorted({*running.values_list("pk", flat=True), *waiting.values_list("pk", flat=True)})
 
 
 @transaction.atomic
 def finish_revision(actor: Actor, revision: Revision, status: str, reason: str,
-                    result: dict[str, Any]) -> Revision:
-    """Record the outcome of a deploy; a succeeded revision becomes the stack's current one."""
+                    result: dict[str, Any], owner: str | None = None) -> Revision | None:
+    """Record the outcome of a deploy; a succeeded revision becomes the stack's current one.
+    With `owner`, only while the revision is still that lease owner's (None otherwise: it was
+    cancelled or taken over meanwhile, and nothing is written)."""
+    if owner is not None and not lock_for_engine(revision.pk, owner):
+        return None
     _lock(revision.stack)
     revision = Revision.objects.select_for_update(of=("self",)).select_related("stack").get(
         pk=revision.pk)
     revision.status = status
+    revision.lease_owner, revision.lease_expires_at = "", None
+    revision.phase = "finished"
     # a revision made for a reason (a rollback) keeps it, followed by the outcome
     revision.reason = f"{revision.reason}; {reason}" if revision.reason and reason else \
         reason or revision.reason

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from celery.signals import worker_ready
 from django.db import transaction
 
 from panel.audit.services import Actor
@@ -18,12 +19,38 @@ CLEANUP_WAIT = 60.0
 
 
 @app.task(name=control_task("stack_deploy"), ignore_result=True)
-def stack_deploy(revision_id: int, **_extra: Any) -> None:
-    """Roll out one revision (engine.py); a second delivery finds it claimed and does nothing."""
-    from panel.stacks.engine import run_revision
+def stack_deploy(revision_id: int, owner: str = "", **_extra: Any) -> None:
+    """One slice of the deploy of a revision (engine.run_slice); when it is not done, the
+    next slice is sent with the lease owner token it passes on. A second delivery of a message
+    finds the revision claimed, or the token gone, and does nothing."""
+    from panel.stacks.engine import CONTINUE_AFTER, run_slice
 
-    status = run_revision(revision_id)
-    log.info("stack revision %s: %s", revision_id, status or "already taken")
+    status, next_owner = run_slice(revision_id, owner)
+    if next_owner:
+        app.send_task(control_task("stack_deploy"), args=[revision_id],
+                      kwargs={"owner": next_owner}, queue="control", countdown=CONTINUE_AFTER)
+    elif status:
+        log.info("stack revision %s: %s", revision_id, status)
+
+
+@app.task(name=control_task("stack_resume_deploys"), ignore_result=True)
+def stack_resume_deploys(**_extra: Any) -> None:
+    """Periodic (beat), and once as a control worker starts: send the revisions nobody works
+    on (their worker died, or their message was lost) to be continued; the first task to take
+    one over continues it from its saved state."""
+    from panel.stacks.services import revisions_to_resume
+
+    for revision_id in revisions_to_resume():
+        log.warning("stack revision %s has no live owner: resuming it", revision_id)
+        app.send_task(control_task("stack_deploy"), args=[revision_id], queue="control")
+
+
+@worker_ready.connect
+def _resume_deploys_at_start(sender: Any = None, **_kwargs: Any) -> None:
+    """A control worker that starts (after a crash or a Ctrl-C of the whole system) resumes
+    the deploys left without owner at once rather than at the next beat. Only a message: the
+    work is the task's."""
+    app.send_task(control_task("stack_resume_deploys"), queue="control")
 
 
 @app.task(name=control_task("stack_cleanup"), ignore_result=True)

@@ -39,7 +39,10 @@ HELPERS = {
     # the deploy engine's writers: exercised with real agents in tests/panel/stacks
     "panel.stacks.services": {"stack_summary", "stack_secrets", "claim_revision",
                               "finish_revision", "pin_image_digests", "add_replica",
-                              "drop_replica", "record_image_updates"},
+                              "drop_replica", "record_image_updates", "owner_is_dead",
+                              "new_owner", "pass_lease", "take_over_revision",
+                              "save_revision_progress", "lock_for_engine",
+                              "revisions_to_resume"},
 }
 
 

@@ -5,13 +5,14 @@ that wait for revisions and send HTTP requests the whole time a rolling update r
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,23 +33,47 @@ def session_root_parent() -> Path:
 
 @dataclass
 class Plane:
-    """A control worker and one agent named `host`."""
+    """A control worker and one agent named `host`; the worker can be killed and replaced."""
 
     host: str
     agent: AgentProcess
     worker: Any
+    start_worker: Callable[[], Any] | None = None
+
+    def kill_worker(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to the control worker's process group (its pool children and beat too):
+        SIGKILL as `kill -9` does, SIGTERM as honcho does on Ctrl-C; wait until it is gone."""
+        try:
+            os.killpg(self.worker.process.pid, sig)
+        except ProcessLookupError:
+            pass
+        self.worker.process.wait(60)
+        try:
+            os.killpg(self.worker.process.pid, signal.SIGKILL)  # children that outlived it
+        except ProcessLookupError:
+            pass
+
+    def restart_worker(self) -> Any:
+        """A new control worker (ready when this returns); the old one must be gone."""
+        assert self.start_worker is not None
+        self.worker = self.start_worker()
+        return self.worker
 
 
 @contextmanager
 def control_plane(redis_url: str, db_url: str, state_dir: Path,
                   host: str = "stackhost") -> Iterator[Plane]:
-    with agent_roots(session_root_parent()) as make_root, \
-            control_worker(redis_url, db_url, state_dir,
-                           extra_env={"BERTH_RECONCILE_INTERVAL": "2"}, concurrency=3) as worker:
+    with agent_roots(session_root_parent()) as make_root, ExitStack() as workers:
+        def start_worker() -> Any:
+            return workers.enter_context(control_worker(
+                redis_url, db_url, state_dir, extra_env={"BERTH_RECONCILE_INTERVAL": "2"},
+                concurrency=3))
+
+        worker = start_worker()
         agent = AgentProcess(host, make_root(), redis_url, concurrency=4)
         agent.start()
         try:
-            yield Plane(host, agent, worker)
+            yield Plane(host, agent, worker, start_worker)
         finally:
             agent.terminate()
             try:
