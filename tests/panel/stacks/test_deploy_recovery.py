@@ -131,6 +131,15 @@ def _settle(plane: Plane, stack: Stack, number: int, killed_at: float) -> Revisi
     return revision
 
 
+def _removals_done() -> bool:
+    unfinished = list(Operation.objects.filter(
+        kind__in=("container.remove", "stack.remove")).exclude(
+        status__in=Operation.FINISHED).values_list("kind", "target_name", "status", "message"))
+    if unfinished:
+        sys.stderr.write(f"waiting for {unfinished}\n")
+    return not unfinished
+
+
 def _redeploy_and_delete(api: Any, plane: Plane, stack: Stack, port: int) -> None:
     patched = api.patch(f"/api/v1/stacks/{stack.pk}/",
                         {"compose": _compose(port, "v3", slow=False), "deploy": True},
@@ -194,9 +203,7 @@ def test_a_stack_whose_deploy_lost_its_worker_is_deleted(host, api):
         assert not Container.objects.filter(name__startswith="gone-").exists()
     finally:
         host.restart_worker()
-    wait_for(lambda: not Operation.objects.filter(
-        kind__in=("container.remove", "stack.remove")).exclude(
-        status__in=Operation.FINISHED).exists(), 60, "the removal finishing")
+    wait_for(_removals_done, 90, "the removal finishing")
     assert not Container.objects.filter(name__startswith="gone-").exists()
 
 
@@ -208,9 +215,7 @@ def test_deleting_a_stack_mid_deploy_stops_its_engine(host, api):
     assert api.delete(f"/api/v1/stacks/{stack.pk}/").status_code == 202
     wait_for(lambda: "no longer this worker's" in host.worker.log(), 60,
              "the engine noticing the cancel")
-    wait_for(lambda: not Operation.objects.filter(
-        kind__in=("container.remove", "stack.remove")).exclude(
-        status__in=Operation.FINISHED).exists(), 60, "the removal finishing")
+    wait_for(_removals_done, 90, "the removal finishing")
     assert not Container.objects.filter(name__startswith="busy-").exists()
     assert not Replica.objects.exists()
 
