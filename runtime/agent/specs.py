@@ -19,6 +19,11 @@ DESIRED_STATES = ("running", "stopped")
 # Optional spec fields passed straight through to RunOptions when present.
 _PASSTHROUGH = ("user", "workdir", "hostname", "stop_timeout", "stop_signal", "read_only",
                 "pids_limit", "network_aliases")
+# The kernel-facing fields: same name in the spec and in RunOptions, parsed by the runtime.
+KERNEL_FIELDS = ("cap_add", "cap_drop", "privileged", "security_opt", "devices", "sysctls",
+                 "ulimits", "tmpfs", "shm_size", "extra_hosts", "dns", "dns_search", "dns_opt",
+                 "pid", "ipc", "network_mode", "expose", "logging", "platform",
+                 "memory_reservation", "cpus_reservation", "group_add")
 
 
 def validate_spec(spec: Any) -> dict[str, Any]:
@@ -66,7 +71,8 @@ def run_options(spec: dict[str, Any]) -> RunOptions:
     if spec.get("port_group"):
         labels[PORT_GROUP_LABEL] = str(spec["port_group"])
     entrypoint = spec.get("entrypoint")
-    extra = {key: spec[key] for key in _PASSTHROUGH if spec.get(key) is not None}
+    extra = {key: spec[key] for key in (*_PASSTHROUGH, *KERNEL_FIELDS)
+             if spec.get(key) is not None}
     return RunOptions(
         image=spec["image"],
         command=list(spec.get("command") or []),
@@ -121,7 +127,7 @@ def spec_from_container(container: Container) -> dict[str, Any]:
     networks = list((container.network_settings.get("Networks") or {}).keys())
     if not networks and mode in ("none", "host"):
         networks = [mode]
-    return {
+    return {**_kernel_fields(container),
         "uid": labels.get(UID_LABEL, ""),
         "name": container.name,
         "generation": int(labels.get(GENERATION_LABEL, "0") or 0),
@@ -143,3 +149,46 @@ def spec_from_container(container: Container) -> dict[str, Any]:
         "labels": labels,
         "init": bool(host_config.get("Init")),
     }
+
+
+def _kernel_fields(container: Container) -> dict[str, Any]:
+    """The kernel-facing spec fields of `container` that differ from their defaults (so a
+    container made without them reads back exactly as before)."""
+    from runtime.containers.kernel_options import DEFAULT_SHM_SIZE
+
+    host_config = container.host_config
+    log_config = host_config.get("LogConfig") or {}
+    logging = ({"driver": log_config.get("Type"), "options": dict(log_config.get("Config") or {})}
+               if log_config.get("Type") not in (None, "", "json-file")
+               or log_config.get("Config") else {})
+    mode = str(host_config.get("NetworkMode") or "")
+    fields: dict[str, Any] = {
+        "cap_add": list(host_config.get("CapAdd") or []),
+        "cap_drop": list(host_config.get("CapDrop") or []),
+        "privileged": bool(host_config.get("Privileged")),
+        "security_opt": list(host_config.get("SecurityOpt") or []),
+        "devices": [f"{d['PathOnHost']}:{d['PathInContainer']}:{d['CgroupPermissions']}"
+                    for d in host_config.get("Devices") or []],
+        "sysctls": dict(host_config.get("Sysctls") or {}),
+        "ulimits": {u["Name"]: {"soft": u["Soft"], "hard": u["Hard"]}
+                    for u in host_config.get("Ulimits") or []},
+        "tmpfs": [f"{path}:{opts}" if opts else path
+                  for path, opts in (host_config.get("Tmpfs") or {}).items()],
+        "shm_size": (0 if int(host_config.get("ShmSize") or DEFAULT_SHM_SIZE) == DEFAULT_SHM_SIZE
+                     else int(host_config["ShmSize"])),
+        "extra_hosts": list(host_config.get("ExtraHosts") or []),
+        "dns": list(host_config.get("Dns") or []),
+        "dns_search": list(host_config.get("DnsSearch") or []),
+        "dns_opt": list(host_config.get("DnsOptions") or []),
+        "pid": str(host_config.get("PidMode") or ""),
+        "ipc": "" if host_config.get("IpcMode") in (None, "", "private")
+        else str(host_config["IpcMode"]),
+        "network_mode": mode if mode.startswith("container:") else "",
+        "logging": logging,
+        "platform": str(host_config.get("Platform") or ""),
+        "memory_reservation": int(host_config.get("MemoryReservation") or 0),
+        "cpus_reservation": (host_config.get("NanoCpusReservation") or 0) / 1e9,
+        "group_add": list(host_config.get("GroupAdd") or []),
+    }
+    # `expose` is not read back: Config.ExposedPorts mixes it with the image's own ports
+    return {key: value for key, value in fields.items() if value}
