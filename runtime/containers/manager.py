@@ -514,8 +514,8 @@ class ContainerManager:
         mode = container.host_config.get("NetworkMode") or ""
         if mode == "host":
             return "127.0.0.1"
-        networks = (container.network_settings or {}).get("Networks") or {}
-        primary = networks.get(mode) or next(iter(networks.values()), {}) or {}
+        networks: dict[str, Any] = (container.network_settings or {}).get("Networks") or {}
+        primary: dict[str, Any] = networks.get(mode) or {}
         gateway = primary.get("Gateway") or next(
             (e.get("Gateway") for e in networks.values() if e and e.get("Gateway")), "")
         if not gateway:
