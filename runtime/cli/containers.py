@@ -450,6 +450,9 @@ def _logs(args: argparse.Namespace) -> int:
 
     manager = _host(args).containers
     container = manager.get(args.container)
+    if (container.host_config.get("LogConfig") or {}).get("Type") == "none":
+        raise InvalidArgument(f"container {container.name} uses logging driver none: no log "
+                              "is kept, so there is nothing to read")
     tail = None
     if args.tail != "all":
         if not str(args.tail).isdigit():

@@ -210,7 +210,10 @@ class ContainerManager:
             return {"Networks": {}, "Ports": {}, "SandboxKey": ""}
         if mode in ("host", "none"):
             options = replace(options, networks=[mode])
-        return self.network.configure(options, config, host_config)
+        settings = self.network.configure(options, config, host_config)
+        if not host_config.get("NetworkMode"):  # a provider without networks: loopback only
+            host_config["NetworkMode"] = "none"
+        return settings
 
     def _joined(self, name: str, field: str, options: opts.RunOptions) -> Container:
         """The container a `container:NAME` mode names (it must exist, and not be this one)."""
@@ -396,10 +399,12 @@ class ContainerManager:
             wiring = _WIRING.submit(self.network.wire if network_owner is None else _no_wiring,
                                     container)
             try:
-                log_limit = kopts.log_size_max(container.host_config.get("LogConfig") or {})
+                # the container's max-size, within the host's own limit when it has one
+                limits = [size for size in (kopts.log_size_max(
+                    container.host_config.get("LogConfig") or {}), self.log_size_max) if size]
                 pid = monitor.launch(container, runtime, self.store.exit_dir, socket_dir,
                                      self._exit_command(container),
-                                     log_limit or self.log_size_max)
+                                     min(limits) if limits else None)
             except BaseException:
                 wiring.exception()  # finished before the teardown undoes it
                 raise

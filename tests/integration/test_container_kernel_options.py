@@ -300,6 +300,10 @@ def test_cli_network_modes_and_their_refusals(cli):
     assert result.returncode == 125 and "cannot be combined" in result.stderr
     result = cli("run", "--cap-add", "NET_ADMINS", "busybox", "true", check=False)
     assert result.returncode == 125 and "cap_add (--cap-add)" in result.stderr
+    cli("run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "hidden")
+    result = cli("logs", "quiet", check=False)
+    assert result.returncode == 125 and "logging driver none" in result.stderr
+    cli("rm", "quiet")
     result = cli("run", "--log-driver", "syslog", "busybox", "true", check=False)
     assert result.returncode == 125 and "allowed json-file, local, none" in result.stderr
     assert cli("run", "--rm", "--network", "container:net-owner", "busybox", "cat",
