@@ -295,6 +295,18 @@ def parse_sysctls(value: Any) -> dict[str, str]:
     return result
 
 
+def interface_sysctls(sysctls: dict[str, str]) -> list[str]:
+    """The keys that name one network interface (net.ipv4.conf.eth0.rp_filter…): they exist
+    only once the container's interfaces are wired."""
+    found = []
+    for key in sysctls:
+        parts = key.split(".")
+        if (len(parts) > 4 and parts[0] == "net" and parts[2] in ("conf", "neigh")
+                and parts[3] not in ("all", "default", "lo")):
+            found.append(key)
+    return found
+
+
 def is_ipc_sysctl(key: str) -> bool:
     return key in IPC_SYSCTLS or key.startswith(IPC_SYSCTL_PREFIXES)
 
@@ -337,8 +349,21 @@ def parse_ulimits(value: Any) -> list[dict[str, Any]]:
         if _unlimited(numbers[0]) > _unlimited(numbers[1]):
             raise InvalidArgument(f"invalid ulimits {name}: the soft limit {numbers[0]} is "
                                   f"above the hard limit {numbers[1]}")
+        if name == "nofile":
+            ceiling = _nr_open()
+            if any(n == -1 or n > ceiling for n in numbers):
+                raise InvalidArgument(f"invalid ulimits nofile {numbers[0]}:{numbers[1]}: this "
+                                      f"host allows at most {ceiling} open files per process "
+                                      "(fs.nr_open), and not unlimited")
         result.append({"Name": name, "Soft": numbers[0], "Hard": numbers[1]})
     return result
+
+
+def _nr_open() -> int:
+    try:
+        return int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        return 1024 * 1024
 
 
 def _limit(name: str, value: Any) -> int:

@@ -399,6 +399,8 @@ class ContainerManager:
             wiring = _WIRING.submit(self.network.wire if network_owner is None else _no_wiring,
                                     container)
             try:
+                if kopts.interface_sysctls(container.host_config.get("Sysctls") or {}):
+                    wiring.result()  # the runtime sets them at create: the interfaces first
                 # the container's max-size, within the host's own limit when it has one
                 limits = [size for size in (kopts.log_size_max(
                     container.host_config.get("LogConfig") or {}), self.log_size_max) if size]

@@ -121,6 +121,12 @@ def test_sysctls_ulimits_tmpfs_and_shm_size_are_what_the_process_sees(host):
     assert "noexec" in lines[5] and "nosuid" in lines[5]
 
 
+def test_a_sysctl_of_the_containers_own_interface_is_set_once_it_exists(host):
+    code, out = finished(host, "cat /proc/sys/net/ipv4/conf/eth0/rp_filter",
+                         sysctls={"net.ipv4.conf.eth0.rp_filter": "2"})
+    assert code == 0 and out == "2\n"
+
+
 def test_memory_reservation_is_the_cgroups_soft_limit(host):
     code, out = finished(host, "cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes 2>/dev/null"
                                " || cat /sys/fs/cgroup/memory.low",

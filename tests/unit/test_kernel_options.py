@@ -133,7 +133,7 @@ def test_network_sysctls_are_refused_when_the_network_is_shared():
 
 def test_ulimits_accept_dicts_numbers_and_flags():
     expected = [{"Name": "nofile", "Soft": 1024, "Hard": 2048},
-                {"Name": "core", "Soft": -1, "Hard": -1}]
+                {"Name": "core", "Soft": -1, "Hard": -1}]  # -1: unlimited
     assert k.parse_ulimits({"nofile": {"soft": 1024, "hard": 2048}, "core": -1}) == expected
     assert k.parse_ulimits(["nofile=1024:2048", "core=-1"]) == expected
     assert k.parse_ulimits(["nproc=64"]) == [{"Name": "nproc", "Soft": 64, "Hard": 64}]
@@ -144,6 +144,7 @@ def test_ulimits_accept_dicts_numbers_and_flags():
     ({"nofile": {"soft": 20, "hard": 10}}, "above the hard limit"),
     ({"nofile": "many"}, "use a number"), ({"nofile": -5}, ">= 0"), (["nofile"], "NAME=SOFT"),
     (["nofile=1", "NOFILE=2"], "given twice"), ({"nofile": True}, "use a number"),
+    ({"nofile": -1}, "fs.nr_open"), ({"nofile": 2**40}, "fs.nr_open"),
 ])
 def test_ulimits_refuse_bad_values(value, reason):
     with refused(reason):
@@ -348,3 +349,12 @@ def test_unset_fields_give_dockers_defaults():
         "Platform": "", "MemoryReservation": 0, "NanoCpusReservation": 0, "GroupAdd": None,
         "ExposedPorts": {},
     }
+
+
+def test_interface_sysctls_are_told_apart_from_namespace_wide_ones():
+    assert k.interface_sysctls({"net.ipv4.conf.eth0.rp_filter": "2",
+                                "net.ipv6.neigh.eth1.proxy_delay": "1",
+                                "net.ipv4.conf.all.src_valid_mark": "1",
+                                "net.ipv4.conf.default.rp_filter": "1",
+                                "net.core.somaxconn": "1"}) == [
+        "net.ipv4.conf.eth0.rp_filter", "net.ipv6.neigh.eth1.proxy_delay"]
