@@ -56,7 +56,22 @@ function operationRow(event) {
   return row;
 }
 
+// Operation pushes of two commits can arrive out of order: keep the newest version of each, and
+// a finished operation never goes back to running.
+const operationVersions = new Map();
+const FINISHED = ["succeeded", "failed"];
+
+function isStale(event) {
+  if (event.type !== "operation") return false;
+  const seen = operationVersions.get(event.id);
+  if (seen && FINISHED.includes(seen.status)) return true;
+  if (seen && event.version && seen.version >= event.version) return true;
+  operationVersions.set(event.id, { version: event.version || 0, status: event.status });
+  return false;
+}
+
 function apply(event) {
+  if (isStale(event)) return;
   if (event.type === "container") {
     update(`[data-container-id="${event.id}"]`, {
       status: event.status, health: event.health, exit_code: event.exit_code,

@@ -80,14 +80,18 @@ def test_stop_sends_sigkill_after_the_timeout_when_sigterm_is_ignored(host):
 
 
 def test_stop_uses_the_stop_signal_and_a_handler_exits_cleanly(host):
-    container = run(host, "sh", "-c", "trap 'exit 42' USR1; while true; do sleep 0.1; done",
-                    stop_signal="USR1")
+    container = run(host, "sh", "-c", "trap 'exit 42' USR1; echo trap-ready; "
+                    "while true; do sleep 0.1; done", stop_signal="USR1")
+    until(lambda: "trap-ready" in output(host, container))  # see test_kill_sends_the_given_signal
     assert host.containers.stop(container.id, timeout=10).state["ExitCode"] == 42
 
 
 def test_kill_sends_the_given_signal(host):
-    container = run(host, "sh", "-c", "trap 'echo got-usr2; exit 5' USR2; "
+    # PID 1 of a namespace drops a signal it has no handler for: the kill waits until the shell
+    # says its trap is installed (on a busy machine the shell may not have run yet).
+    container = run(host, "sh", "-c", "trap 'echo got-usr2; exit 5' USR2; echo trap-ready; "
                     "while true; do sleep 0.1; done")
+    until(lambda: "trap-ready" in output(host, container))
     host.containers.kill(container.name, "SIGUSR2")
     assert host.containers.wait(container.id, timeout=10) == 5
     assert "got-usr2" in output(host, container)
