@@ -49,6 +49,8 @@ limit), ``cpus`` (float, 0 = no limit), ``restart`` ("no" | "on-failure[:N]" | "
 holds UID_LABEL and GENERATION_LABEL), ``init`` (bool), ``network_specs`` ({name:
 ensure_network spec} for the non-default networks in ``networks``: create them first when
 missing).
+``container_state()`` also carries ``stop_note``: why the last stop ended in SIGKILL, with the
+fix (empty otherwise; cleared by the next start).
 ``operation_progress``: ``progress`` is a percentage 0..100 (the panel stores 0..1).
 Heartbeat ``inventory``: ``cpus`` (int), ``memory`` (bytes), ``disk`` ({"total", "free"} bytes of
 the state dir), ``kernel``, ``versions`` ({"runc": …, "conmon": …, "berth": …}), ``labels``
@@ -144,6 +146,7 @@ def container_state(container: Any) -> dict[str, Any]:
         "addresses": _addresses(container),
         "ports": _ports(container),
         "error": state.get("Error", ""),
+        "stop_note": state.get("StopNote", ""),
     }
 
 

@@ -44,7 +44,8 @@ class ContainerSerializer(serializers.ModelSerializer):
                   "healthcheck", "labels", "init", "constraints", "requested_host",
                   "desired_state", "generation", "host", "status", "pid", "exit_code",
                   "oom_killed", "health", "addresses", "published_ports", "started_at",
-                  "finished_at", "restart_count", "observed_generation", "error", "last_seen",
+                  "finished_at", "restart_count", "observed_generation", "error", "stop_note",
+                  "last_seen",
                   "created_at", "updated_at"]
 
 

@@ -75,7 +75,8 @@ def _observed(container: Container) -> dict[str, Any]:
     return {"status": container.status, "health": container.health,
             "exit_code": container.exit_code, "oom_killed": container.oom_killed,
             "restart_count": container.restart_count,
-            "host": container.host.name if container.host_id else None}
+            "host": container.host.name if container.host_id else None,
+            **({"stop_note": container.stop_note} if container.stop_note else {})}
 
 
 def _remove_stray(actor: Actor, host: Host, uid: str, name: str, why: str) -> None:
@@ -151,7 +152,8 @@ def _reported_values(state: dict[str, Any], event: str) -> dict[str, Any]:
         "started_at": parse_time(state.get("started_at")),
         "finished_at": parse_time(state.get("finished_at")),
         "restart_count": max(_int(state.get("restart_count")), 0),
-        "error": str(state.get("error") or "")}
+        "error": str(state.get("error") or ""),
+        "stop_note": str(state.get("stop_note") or "")}
 
 
 def _is_uuid(text: str) -> bool:

@@ -46,6 +46,7 @@ from runtime.containers.record import (
     now_iso,
 )
 from runtime.containers.spec import bind_mount, build_spec
+from runtime.containers.stopnote import stop_note
 from runtime.containers.users import resolve_user
 from runtime.errors import (
     BerthError,
@@ -354,6 +355,7 @@ class ContainerManager:
                      OOMKilled=False, Dead=False, Pid=pid,
                      ConmonPid=monitor.read_int(container.conmon_pidfile) or 0, ExitCode=0,
                      Error="", StartedAt=now_iso(), FinishedAt=ZERO_TIME)
+        state.pop("StopNote", None)
         if container.healthcheck:
             state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
         else:
@@ -512,6 +514,11 @@ class ContainerManager:
             except ContainerNotRunning:
                 pass
             if not self._wait_exit(container, max(0.0, float(timeout) - drained)):
+                # Recorded before the kill, so whoever finalises the exit keeps it.
+                container.state["StopNote"] = stop_note(
+                    int(container.state.get("Pid") or 0), signal, float(timeout),
+                    bool(container.host_config.get("Init")))
+                self.store.save(container)
                 self._kill_and_wait(container, runtime)
             return self._reload(container)
 

@@ -59,6 +59,16 @@ def test_container_page_masks_secret_looking_env_and_groups_by_stack(world):
     assert "Stack shop" in listing
 
 
+def test_container_page_says_why_the_last_stop_ended_in_sigkill(world):
+    container = world["container"]
+    container.stop_note = ("stopped with SIGKILL after 10s: it did not exit on SIGTERM: the "
+                           "process is PID 1 and has no SIGTERM handler, so the kernel dropped "
+                           "the signal; set init: true or handle SIGTERM")
+    container.save(update_fields=["stop_note"])
+    page = _client(world["users"]["viewer"]).get(f"/containers/{container.pk}/")
+    assert "set init: true or handle SIGTERM" in page.content.decode()
+
+
 def test_viewer_sees_status_but_no_log_viewer_and_no_actions(world):
     client = _client(world["users"]["viewer"])
     page = client.get(f"/containers/{world['container'].pk}/").content.decode()
