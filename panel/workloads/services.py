@@ -39,7 +39,13 @@ from panel.workloads.spec import (
 from runtime.containers.names import generate_name
 from runtime.containers.options import NAME_PATTERN, parse_signal
 from runtime.errors import InvalidArgument
-from runtime.protocol import GENERATION_LABEL, UID_LABEL
+from runtime.protocol import GENERATION_LABEL, UID_LABEL, field_names, is_default
+
+# spec fields that have a column of their own; the others live in Container.options. (The
+# `pid` column is the observed process id, not the spec's pid namespace mode.)
+SPEC_COLUMNS = tuple(name for name in field_names()
+                     if name in {f.name for f in Container._meta.concrete_fields}
+                     and name != "pid")
 
 
 class Conflict(Exception):
@@ -58,6 +64,8 @@ def container_summary(container: Container) -> dict[str, Any]:
         "memory": container.memory, "cpus": container.cpus, "restart": container.restart,
         "healthcheck": container.healthcheck, "labels": container.labels,
         "init": container.init, "constraints": container.constraints,
+        **{key: value for key, value in (container.options or {}).items()
+           if key not in ("network_aliases", "port_group")},
         "host": container.host.name if container.host_id else None,
         "desired_state": container.desired_state, "generation": container.generation,
     }
@@ -175,10 +183,13 @@ def create_container(actor: Actor, data: dict[str, Any], project: Project | None
     start = fields.pop("start")
     fields.pop("host_name")
     fields.pop("name", None)
+    # every spec field without a column of its own, where it differs from its default
+    extra = {key: fields.pop(key) for key in list(fields) if key not in SPEC_COLUMNS}
+    options = {**{k: v for k, v in extra.items() if not is_default(k, v)}, **(options or {})}
     try:
         with transaction.atomic():
             container = Container.objects.create(
-                name=name, project=project, **fields, options=options or {},
+                name=name, project=project, **fields, options=options,
                 secrets_encrypted=encrypt_secrets(secrets),
                 secret_names=sorted(secrets), requested_host=pinned, host=host,
                 desired_state=RUNNING if start else STOPPED, desired_changed_at=now)

@@ -84,7 +84,8 @@ class ContainerSpec:
     name: str = _spec_field("", "container name; empty: Berth picks one", compose="container_name")
     image: str = _spec_field("", "image reference, e.g. busybox:latest (required)",
                              compose="image")
-    pull: bool = _spec_field(False, "pull the image first when the host lacks it")
+    pull: bool = _spec_field(False, "pull the image first when the host lacks it",
+                             runtime=False)  # the agent pulls before it creates
     # --- process
     command: list[str] = _spec_field([], "arguments (replace the image's CMD)", compose="command")
     entrypoint: list[str] | None = _spec_field(None, "executable and arguments; null: the "
