@@ -31,6 +31,13 @@ RESERVED_LABEL_PREFIX = "berth."
 MAX_CPUS = 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _FLAG = re.compile(r"(?:--[a-z-]+|-[pv]) ")
+# fields parse_container_request checks itself; _optional_fields checks _CHECKED_HERE; the spec
+# type checks every other one
+_CHECKED_ABOVE = ("name", "image", "pull", "command", "entrypoint", "env", "ports", "volumes",
+                  "networks", "memory", "cpus", "restart", "healthcheck", "labels", "init",
+                  "constraints")
+_CHECKED_HERE = ("user", "workdir", "hostname", "read_only", "stop_signal", "stop_timeout",
+                 "pids_limit", "shm_size", "memory_reservation")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$")
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*")
@@ -342,7 +349,7 @@ def _optional_fields(data: dict[str, Any], out: dict[str, Any], errors: Errors,
         out[field] = opts.parse_pids_limit(value) if field == "pids_limit" else value
     for field in ("shm_size", "memory_reservation"):
         out[field] = _size(field, data.get(field), errors)
-    handled = set(checked) | set(out) | {"name"}
+    handled = {*_CHECKED_ABOVE, *_CHECKED_HERE, *PANEL_FIELDS}
     rest = {key: data[key] for key in given if key not in handled}
     try:
         spec = ContainerSpec.from_dict({**rest, "image": "checked-above"})
