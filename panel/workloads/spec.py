@@ -364,5 +364,8 @@ def _optional_fields(data: dict[str, Any], out: dict[str, Any], errors: Errors,
             errors.add(field, message)
     for key in rest:
         out[key] = getattr(spec, key)
+    for key in ("cap_add", "cap_drop"):  # as the protocol writes them: NET_ADMIN, ALL
+        if key in out:
+            out[key] = [cap.upper().removeprefix("CAP_") for cap in out[key]]
     checked.update({key: value for key, value in out.items() if key in given})
     return checked

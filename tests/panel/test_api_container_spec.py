@@ -65,12 +65,12 @@ def test_defaults_are_not_stored_and_read_back_as_defaults(api, make_host, broke
 def test_sizes_and_signals_are_normalised(api, make_host, broker):
     make_host("h1")
     response = api.post("/api/v1/containers/", {"image": "busybox", "shm_size": "64m",
-                                                "stop_signal": "quit", "user": 1000},
-                        format="json")
+                                                "stop_signal": "quit", "user": 1000,
+                                                "cap_add": ["cap_net_admin"]}, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["shm_size"], body["stop_signal"], body["user"]) == \
-        (64 * 1024**2, "SIGQUIT", "1000")
+    assert (body["shm_size"], body["stop_signal"], body["user"], body["cap_add"]) == \
+        (64 * 1024**2, "SIGQUIT", "1000", ["NET_ADMIN"])
 
 
 def test_bad_spec_fields_are_400_naming_each_field(api, make_host, broker):
