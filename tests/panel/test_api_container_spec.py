@@ -106,3 +106,26 @@ def test_the_schema_documents_every_spec_field(api, db):
     for name in SPEC_VALUES:
         assert f'"{name}"' in text, name
     assert "capabilities to add" in text
+
+
+def test_an_operator_may_not_set_fields_that_weaken_isolation(django_user_model, make_host,
+                                                               broker):
+    from rest_framework.test import APIClient
+
+    from tests.panel.fixtures import two_teams
+
+    teams = two_teams(django_user_model)
+    make_host("h1")
+    client = APIClient()
+    client.force_authenticate(teams.users["operator"])
+    response = client.post("/api/v1/containers/", {
+        "image": "busybox", "project": teams.alpha.pk, "privileged": True,
+        "cap_add": ["NET_ADMIN"], "pid": "host", "network_mode": "host",
+        "devices": ["/dev/fuse"], "security_opt": ["seccomp=unconfined"],
+        "user": "1000", "sysctls": {"net.core.somaxconn": "1024"}}, format="json")
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert set(body) == {"privileged", "cap_add", "pid", "network_mode", "devices",
+                         "security_opt"}
+    assert "needs a platform administrator" in body["cap_add"][0]
+    assert Container.objects.count() == 0

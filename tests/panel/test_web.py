@@ -131,18 +131,20 @@ def test_create_form_sets_spec_fields_from_its_advanced_section(world):
     response = client.post("/containers/new/", {
         "image": "busybox", "name": "tuned", "restart": "no", "project": str(world["alpha"].pk),
         "user": "1000", "read_only": "on", "hostname": "my_db", "stop_signal": "QUIT",
-        "cap_add": "NET_ADMIN\nNET_RAW", "sysctls": "net.core.somaxconn=1024",
+        "dns": "192.0.2.53\n192.0.2.54", "sysctls": "net.core.somaxconn=1024",
         "shm_size": "64m", "stop_timeout": "5"})
     assert response.status_code == 302, re.findall(r'role="alert"><li>(.*?)</li>',
                                                    response.content.decode())
     options = Container.objects.get(name="tuned").options
     assert options == {"user": "1000", "read_only": True, "hostname": "my_db",
-                       "stop_signal": "SIGQUIT", "cap_add": ["NET_ADMIN", "NET_RAW"],
+                       "stop_signal": "SIGQUIT", "dns": ["192.0.2.53", "192.0.2.54"],
                        "sysctls": {"net.core.somaxconn": "1024"}, "shm_size": 64 * 1024**2,
                        "stop_timeout": 5}
     response = client.post("/containers/new/", {
         "image": "busybox", "restart": "no", "project": str(world["alpha"].pk),
-        "pid": "nope", "stop_timeout": "soon"})
+        "pid": "nope", "stop_timeout": "soon", "cap_add": "NET_ADMIN"})
     assert response.status_code == 400
     page = response.content.decode()
-    assert "id_pid-errors" in page and "id_stop_timeout-errors" in page
+    for field in ("id_pid-errors", "id_stop_timeout-errors", "id_cap_add-errors"):
+        assert field in page, field
+    assert "needs a platform administrator" in page
