@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -39,7 +40,13 @@ from panel.workloads.spec import (
 from runtime.containers.names import generate_name
 from runtime.containers.options import NAME_PATTERN, parse_signal
 from runtime.errors import InvalidArgument
-from runtime.protocol import GENERATION_LABEL, UID_LABEL
+from runtime.protocol import GENERATION_LABEL, UID_LABEL, field_names, is_default
+
+# spec fields that have a column of their own; the others live in Container.options. (The
+# `pid` column is the observed process id, not the spec's pid namespace mode.)
+SPEC_COLUMNS = tuple(name for name in field_names()
+                     if name in {f.name for f in Container._meta.concrete_fields}
+                     and name != "pid")
 
 
 class Conflict(Exception):
@@ -58,6 +65,8 @@ def container_summary(container: Container) -> dict[str, Any]:
         "memory": container.memory, "cpus": container.cpus, "restart": container.restart,
         "healthcheck": container.healthcheck, "labels": container.labels,
         "init": container.init, "constraints": container.constraints,
+        **{key: value for key, value in (container.options or {}).items()
+           if key not in ("network_aliases", "port_group")},
         "host": container.host.name if container.host_id else None,
         "desired_state": container.desired_state, "generation": container.generation,
     }
@@ -126,6 +135,29 @@ def placement_request(container: Container | dict[str, Any],
                             exclude=exclude or set())
 
 
+# Spec fields that weaken the container's isolation from its host: until the team policy of
+# privileged fields (issue 12, helper "policy") replaces this check, only platform
+# administrators (and the panel itself) may set them through the container API.
+def _privileged_values(fields: dict[str, Any]) -> list[str]:
+    found = [key for key in ("privileged", "cap_add", "security_opt", "devices")
+             if fields.get(key)]
+    found += [key for key in ("pid", "ipc", "network_mode") if fields.get(key) == "host"]
+    return found
+
+
+def _refuse_privileged_fields(actor: Actor, fields: dict[str, Any], errors: Errors) -> None:
+    if actor.user_id is None:
+        return
+    from panel.access.policy import is_platform_admin
+
+    user = get_user_model().objects.filter(pk=actor.user_id).first()
+    if is_platform_admin(user):
+        return
+    for key in _privileged_values(fields):
+        errors.add(key, f"setting {key} needs a platform administrator: it weakens the "
+                        "container's isolation from its host")
+
+
 def _names_in_use(model: type, kind: str, names: list[str], errors: Errors, field: str,
                   extra: tuple[str, ...] = ()) -> None:
     known = set(model.objects.filter(name__in=names).values_list("name", flat=True)) | set(extra)
@@ -147,6 +179,7 @@ def create_container(actor: Actor, data: dict[str, Any], project: Project | None
     in the image table, or `pull: true`), malformed ports, memory below 6m, unknown networks or
     host, a taken name, no host fitting the constraints."""
     fields, errors = parse_container_request(data)
+    _refuse_privileged_fields(actor, fields, errors)
     if "name" in fields and Container.objects.filter(name=fields["name"]).exists():
         errors.add("name", f"a container named {fields['name']!r} already exists: choose "
                            "another name or remove that container")
@@ -175,10 +208,13 @@ def create_container(actor: Actor, data: dict[str, Any], project: Project | None
     start = fields.pop("start")
     fields.pop("host_name")
     fields.pop("name", None)
+    # every spec field without a column of its own, where it differs from its default
+    extra = {key: fields.pop(key) for key in list(fields) if key not in SPEC_COLUMNS}
+    options = {**{k: v for k, v in extra.items() if not is_default(k, v)}, **(options or {})}
     try:
         with transaction.atomic():
             container = Container.objects.create(
-                name=name, project=project, **fields, options=options or {},
+                name=name, project=project, **fields, options=options,
                 secrets_encrypted=encrypt_secrets(secrets),
                 secret_names=sorted(secrets), requested_host=pinned, host=host,
                 desired_state=RUNNING if start else STOPPED, desired_changed_at=now)
