@@ -74,7 +74,7 @@ class ContainerManager:
     def __init__(self, host: Host):
         self.host = host
         self.root = Path(host.root)
-        self.store = ContainerStore(self.root)
+        self.store: ContainerStore = ContainerStore(self.root)
         self.network: NetworkProvider = _default_network(host)
         # conmon's --exit-command for every container (the container id is appended)
         self.exit_command: builtins.list[str] | None = None
