@@ -20,8 +20,8 @@ class TeamSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Team
-        fields = ["id", "name", "description", "require_2fa", "projects", "role",
-                  "created_at", "updated_at"]
+        fields = ["id", "name", "description", "require_2fa", "allowed_capabilities",
+                  "allow_sysctls", "host_paths", "projects", "role", "created_at", "updated_at"]
 
     def get_role(self, team: Team) -> str | None:
         request = self.context.get("request")
@@ -86,6 +86,14 @@ class TeamRequest(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField(required=False)
     require_2fa = serializers.BooleanField(required=False)
+    allowed_capabilities = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="capabilities members may add (team admins; not host-wide ones)")
+    allow_sysctls = serializers.BooleanField(required=False,
+                                             help_text="members may set namespaced sysctls")
+    host_paths = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="host directories members may bind-mount (platform administrators only)")
 
 
 class MemberRequest(serializers.Serializer):

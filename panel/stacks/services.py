@@ -17,6 +17,7 @@ from panel.access.models import Project
 from panel.audit.services import Actor, record_event
 from panel.celery import app
 from panel.stacks.models import Replica, Revision, Stack, StackTemplate
+from panel.stacks.privileges import check_stack_privileges, may_bind_host_paths
 from panel.stacks.resolve import (
     check_name,
     check_variables,
@@ -69,7 +70,9 @@ def _create(actor: Actor, name: str, compose: str, project: Project | None,
     name = check_name(name)
     environment = check_variables("environment", environment)
     secrets = check_variables("secrets", secrets)
-    resolve(name, compose, environment, secrets, None, allow_bind_mounts)
+    spec = resolve(name, compose, environment, secrets, None,
+                   may_bind_host_paths(allow_bind_mounts, project))
+    check_stack_privileges(actor, project, spec, compose)
     if Stack.objects.filter(name=name).exists():
         raise ValidationFailed({"name": [f"a stack named {name!r} already exists: choose another "
                                          "name or update that stack"]})
@@ -107,8 +110,9 @@ def update_stack(actor: Actor, stack: Stack, compose: str | None = None,
         check_variables("environment", environment)
     new_secrets = stack_secrets(stack) if secrets is None else check_variables("secrets", secrets)
     new_compose = stack.compose if compose is None else compose
-    resolve(stack.name, new_compose, new_environment, new_secrets, stack.scale,
-            allow_bind_mounts)
+    spec = resolve(stack.name, new_compose, new_environment, new_secrets, stack.scale,
+                   may_bind_host_paths(allow_bind_mounts, stack.project))
+    check_stack_privileges(actor, stack.project, spec, new_compose)
     stack.compose, stack.environment = new_compose, new_environment
     stack.secrets_encrypted, stack.secret_names = encrypt_secrets(new_secrets), \
         sorted(new_secrets)
@@ -151,7 +155,8 @@ def deploy_stack(actor: Actor, stack: Stack, message: str = "", pull: bool = Fal
     """Roll out what the stack stores as a new revision (the engine does it on commit); with
     `pull`, images are looked up in their registries again and newer ones rolled out."""
     stack = _lock(stack)
-    spec = _resolve_stack(stack, allow_bind_mounts)
+    spec = _resolve_stack(stack, may_bind_host_paths(allow_bind_mounts, stack.project))
+    check_stack_privileges(actor, stack.project, spec, stack.compose)
     revision = _new_revision(actor, stack, spec, message, pull=pull)
     record_event(actor, "stack.deploy", stack, revision=revision.number, message=message,
                  pull=pull, operation=str(revision.operation_id),
@@ -181,7 +186,9 @@ def rollback_stack(actor: Actor, stack: Stack, number: Any, reason: str = "") ->
     stack.scale = dict((target.result or {}).get("scale") or {})
     stack.save()
     why = reason or f"rollback to revision {target.number}"
-    revision = _new_revision(actor, stack, StackSpec.from_dict(target.spec), why, reason=why,
+    target_spec = StackSpec.from_dict(target.spec)
+    check_stack_privileges(actor, stack.project, target_spec, target.compose)
+    revision = _new_revision(actor, stack, target_spec, why, reason=why,
                              rollback_of=target.number)
     record_event(actor, "stack.rollback", stack, before=before, after=stack_summary(stack),
                  revision=revision.number, to=target.number, reason=why,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -29,6 +28,7 @@ from panel.workloads.models import (
     Operation,
     Volume,
 )
+from panel.workloads.privileges import check_privileges
 from panel.workloads.secrets import decrypt_secrets, encrypt_secrets
 from panel.workloads.spec import (
     BUILTIN_NETWORKS,
@@ -135,27 +135,20 @@ def placement_request(container: Container | dict[str, Any],
                             exclude=exclude or set())
 
 
-# Spec fields that weaken the container's isolation from its host: until the team policy of
-# privileged fields (issue 12, helper "policy") replaces this check, only platform
-# administrators (and the panel itself) may set them through the container API.
-def _privileged_values(fields: dict[str, Any]) -> list[str]:
-    found = [key for key in ("privileged", "cap_add", "security_opt", "devices")
-             if fields.get(key)]
-    found += [key for key in ("pid", "ipc", "network_mode") if fields.get(key) == "host"]
-    return found
-
-
-def _refuse_privileged_fields(actor: Actor, fields: dict[str, Any], errors: Errors) -> None:
-    if actor.user_id is None:
-        return
-    from panel.access.policy import is_platform_admin
-
-    user = get_user_model().objects.filter(pk=actor.user_id).first()
-    if is_platform_admin(user):
-        return
-    for key in _privileged_values(fields):
-        errors.add(key, f"setting {key} needs a platform administrator: it weakens the "
-                        "container's isolation from its host")
+def _check_privileges(actor: Actor, project: Project | None, fields: dict[str, Any],
+                      errors: Errors) -> None:
+    """The person's right to the fields that loosen isolation (panel/workloads/privileges.py),
+    and a `container:NAME` network or IPC namespace only of a container of the same project."""
+    for field, messages in check_privileges(actor, project, fields).items():
+        for message in messages:
+            errors.add(field, message)
+    for field in ("network_mode", "ipc"):
+        value = str(fields.get(field) or "")
+        if value.startswith("container:"):
+            other = Container.objects.filter(name=value.removeprefix("container:")).first()
+            if other is None or other.project_id != (project.pk if project else None):
+                errors.add(field, f"{value}: no container of this project has that name; "
+                                  "join a container of the same project")
 
 
 def _names_in_use(model: type, kind: str, names: list[str], errors: Errors, field: str,
@@ -179,7 +172,7 @@ def create_container(actor: Actor, data: dict[str, Any], project: Project | None
     in the image table, or `pull: true`), malformed ports, memory below 6m, unknown networks or
     host, a taken name, no host fitting the constraints."""
     fields, errors = parse_container_request(data)
-    _refuse_privileged_fields(actor, fields, errors)
+    _check_privileges(actor, project, fields, errors)
     if "name" in fields and Container.objects.filter(name=fields["name"]).exists():
         errors.add("name", f"a container named {fields['name']!r} already exists: choose "
                            "another name or remove that container")

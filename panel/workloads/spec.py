@@ -214,14 +214,10 @@ def parse_container_request(data: Any) -> tuple[dict[str, Any], Errors]:
         volumes = []
     for index, spec in enumerate(volumes):
         try:
-            mount = opts.parse_volume(spec)
+            opts.parse_volume(spec)
         except InvalidArgument as exc:
             errors.add("volumes", f"volumes[{index}]: {_message(exc)}")
-            continue
-        if mount.is_bind:
-            errors.add("volumes", f"volumes[{index}] {spec!r}: bind mounts of host paths are "
-                                  "not allowed through the panel; use a named volume "
-                                  "NAME:/path[:ro]")
+    # Who may bind-mount which host paths is the privilege check's (panel/workloads/privileges)
     out["volumes"] = volumes
 
     networks = data.get("networks") or []
