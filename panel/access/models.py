@@ -29,7 +29,7 @@ class Team(models.Model):
     allowed_capabilities = models.JSONField(
         default=list, blank=True,
         help_text="capabilities (e.g. NET_ADMIN) members may add; not host-wide ones")
-    allow_sysctls = models.BooleanField(default=False,
+    allow_sysctls = models.BooleanField(default=True,
                                         help_text="members may set namespaced sysctls")
     host_paths = models.JSONField(default=list, blank=True,
                                   help_text="host directories members may bind-mount")

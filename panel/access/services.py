@@ -102,7 +102,7 @@ def _host_paths(value: Any) -> list[str]:
 # --- teams and projects -------------------------------------------------------------------------
 
 @transaction.atomic
-def create_team(actor: Actor, name: str, description: str = "",
+def create_team(actor: Actor, name: Any, description: str = "",
                 require_2fa: bool = False) -> Team:
     """A new team (platform administrators)."""
     name = _name(name)
@@ -168,7 +168,7 @@ def _project_fields(team: Any, name: Any, description: Any) -> dict[str, Any]:
 
 
 @transaction.atomic
-def create_project(actor: Actor, team: Team, name: str, description: str = "") -> Project:
+def create_project(actor: Actor, team: Team, name: Any, description: str = "") -> Project:
     """A new project owned by `team`."""
     fields = _project_fields(team, name, description)
     if Project.objects.filter(name=fields["name"]).exists():
@@ -206,7 +206,8 @@ def update_project(actor: Actor, project: Project, **changes: Any) -> Project:
 def _project_contents(project: Project) -> list[str]:
     """Names of what still belongs to `project` (every model with a `project` foreign key)."""
     found = []
-    for relation in project._meta.related_objects:
+    meta: Any = project._meta  # Options.related_objects is missing from django-stubs
+    for relation in meta.related_objects:
         model = relation.related_model
         if relation.field.name != "project" or model._meta.app_label == "audit":
             continue

@@ -252,7 +252,8 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         from django_otp import user_has_device
 
-        user, token = request.user, token_of(request)
+        user: Any = request.user  # signed in: the permission classes refuse anonymous
+        token = token_of(request)
         return Response({
             "id": user.pk, "username": user.get_username(),
             "platform_admin": policy.is_platform_admin(user),

@@ -73,7 +73,7 @@ class HostSerializer(serializers.ModelSerializer):
 
 
 class ImageSerializer(serializers.ModelSerializer):
-    hosts = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    hosts: Any = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
 
     class Meta:
         model = Image
@@ -90,8 +90,8 @@ class _SpecOptions(serializers.SerializerMetaclass):
 
 
 class ContainerSerializer(serializers.ModelSerializer, metaclass=_SpecOptions):
-    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    requested_host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    host: Any = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    requested_host: Any = serializers.SlugRelatedField(slug_field="name", read_only=True)
     secrets = serializers.ListField(source="secret_names", child=serializers.CharField(),
                                     read_only=True, help_text="names only, never values")
 
@@ -108,7 +108,7 @@ class ContainerSerializer(serializers.ModelSerializer, metaclass=_SpecOptions):
 
 
 class VolumeSerializer(serializers.ModelSerializer):
-    hosts = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    hosts: Any = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
 
     class Meta:
         model = Volume
@@ -116,7 +116,7 @@ class VolumeSerializer(serializers.ModelSerializer):
 
 
 class NetworkSerializer(serializers.ModelSerializer):
-    hosts = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    hosts: Any = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
 
     class Meta:
         model = Network

@@ -58,7 +58,7 @@ async def download(token: str) -> AsyncIterator[bytes]:
 
     key, first = download_key(token), True
     while True:
-        item = await client().blpop([key], timeout=FIRST_CHUNK_WAIT if first else 60)
+        item: Any = await client().blpop([key], timeout=FIRST_CHUNK_WAIT if first else 60)
         first = False
         if item is None or not item[1]:
             return

@@ -80,8 +80,9 @@ class ContainerForm(forms.Form):
     def __init__(self, *args: Any, projects: list[tuple[str, str]], hosts: list[str],
                  **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["project"].choices = projects
-        self.fields["host"].choices = [("", "any host that fits")] + [(h, h) for h in hosts]
+        choice_fields: Any = self.fields  # ChoiceFields: the stubs type them as Field
+        choice_fields["project"].choices = projects
+        choice_fields["host"].choices = [("", "any host that fits")] + [(h, h) for h in hosts]
         for name in ADVANCED_FIELDS:
             self.fields[name] = _form_field(field_info(name))
 
@@ -92,7 +93,7 @@ class ContainerForm(forms.Form):
     def _advanced(self, request: dict[str, Any]) -> None:
         """The generated fields, typed as the API takes them; empty ones are left out."""
         for name in ADVANCED_FIELDS:
-            value = self.cleaned_data.get(name)
+            value: Any = self.cleaned_data.get(name)
             if value in (None, "", False):
                 continue
             base = field_info(name).type.removesuffix(" | None")

@@ -19,6 +19,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -74,7 +75,8 @@ def images(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         policy.authorize(request.user, "image.pull", None, actor(request))
     form = PullForm(request.POST or None)
-    form.fields["host"].choices = [("", "every host that is up")] + [(h, h) for h in hosts]
+    host_field: Any = form.fields["host"]  # a ChoiceField: the stubs type it as Field
+    host_field.choices = [("", "every host that is up")] + [(h, h) for h in hosts]
     if request.method == "POST" and form.is_valid():
         policy.authorize(request.user, "image.pull", None, actor(request))
         try:
@@ -108,7 +110,8 @@ def image_upload(request: HttpRequest) -> JsonResponse:
     except ValidationFailed as exc:
         return JsonResponse({"errors": exc.errors}, status=400)
     token, size = transfers.store_upload(upload)
-    operation = transfers.import_image_archive(actor(request), host, token, size, upload.name,
+    operation = transfers.import_image_archive(actor(request), host, token, size,
+                                               upload.name or "archive",
                                                request.POST.get("tag") or None)
     return JsonResponse({"operation": str(operation.pk),
                          "url": reverse("web-operation", args=[operation.pk])}, status=202)
@@ -181,7 +184,7 @@ def volume_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             host = _volume_host(volume, request.POST.get("host", ""))
             token, size = transfers.store_upload(upload)
             operation = transfers.restore_volume(actor(request), volume, host, token, size,
-                                                 upload.name)
+                                                 upload.name or "backup")
     except (ValidationFailed, services.Conflict) as exc:
         if request.headers.get("Accept") == "application/json":
             return JsonResponse({"errors": getattr(exc, "errors", {"volume": [str(exc)]})},
@@ -246,7 +249,7 @@ def operation_detail(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @signed_in
-def backup_download(request: HttpRequest, pk: str) -> HttpResponse:
+def backup_download(request: HttpRequest, pk: str) -> HttpResponseBase:
     """The archive a finished volume backup left for download (once)."""
     operation, result = _visible_operation(request, pk)
     if operation.kind != "volume.backup" or not result.get("download"):
@@ -264,7 +267,7 @@ def backup_download(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @signed_in
-def log_download(request: HttpRequest, pk: int) -> HttpResponse:
+def log_download(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The container's full on-disk log, streamed from its host (through Redis)."""
     container = get_visible(request, Container.objects.select_related("host"), "container.logs",
                             pk=pk)

@@ -7,7 +7,9 @@ Three tiers, so a refusal can say who may allow it:
   capabilities, ipc private/shareable, a `container:NAME` network or IPC of the same project;
 - **team setting** (a team admin allows it in the team's container policy, `Team`
   `allowed_capabilities` / `allow_sysctls`): any other capability that is confined by the
-  container's namespaces (NET_ADMIN, SYS_NICE, IPC_LOCK, …), and namespaced sysctls;
+  container's namespaces (NET_ADMIN, SYS_NICE, IPC_LOCK, …), none allowed until a team admin
+  adds it; and namespaced sysctls (the runtime refuses any other), allowed until a team admin
+  turns them off;
 - **platform administrators only**, whatever the team says: privileged, the capabilities that
   reach past the container's namespaces (SYS_ADMIN, SYS_MODULE, SYS_PTRACE, SYS_RAWIO, ALL, …),
   devices, the host's PID, IPC or network namespace, security_opt that turns seccomp, AppArmor,

@@ -45,7 +45,8 @@ from runtime.protocol import GENERATION_LABEL, UID_LABEL, field_names, is_defaul
 # spec fields that have a column of their own; the others live in Container.options. (The
 # `pid` column is the observed process id, not the spec's pid namespace mode.)
 SPEC_COLUMNS = tuple(name for name in field_names()
-                     if name in {f.name for f in Container._meta.concrete_fields}
+                     if name in {f.name for f in Container._meta.get_fields()
+                                 if getattr(f, "concrete", False)}
                      and name != "pid")
 
 
@@ -67,7 +68,7 @@ def container_summary(container: Container) -> dict[str, Any]:
         "init": container.init, "constraints": container.constraints,
         **{key: value for key, value in (container.options or {}).items()
            if key not in ("network_aliases", "port_group")},
-        "host": container.host.name if container.host_id else None,
+        "host": container.host.name if container.host else None,
         "desired_state": container.desired_state, "generation": container.generation,
     }
 
@@ -111,7 +112,7 @@ def start_operation(actor: Actor, kind: str, target: Any, host_name: str = "",
 
 def send_apply(container: Container, operation: Operation | None) -> None:
     """Queue apply_container for the container's host on commit, and note when it was sent."""
-    assert container.host_id is not None
+    assert container.host is not None
     now = timezone.now()
     Container.objects.filter(pk=container.pk).update(
         applied_generation=container.generation, applied_at=now)
@@ -131,7 +132,7 @@ def placement_request(container: Container | dict[str, Any],
             image__reference=get("image")).values_list("host_id", flat=True))
     return PlacementRequest(memory=get("memory", 0) or 0,
                             constraints=[parse_constraint(c) for c in get("constraints") or []],
-                            image_hosts=image_hosts, image=get("image"),
+                            image_hosts=image_hosts, image=str(get("image") or ""),
                             exclude=exclude or set())
 
 
@@ -151,8 +152,8 @@ def _check_privileges(actor: Actor, project: Project | None, fields: dict[str, A
                                   "join a container of the same project")
 
 
-def _names_in_use(model: type, kind: str, names: list[str], errors: Errors, field: str,
-                  extra: tuple[str, ...] = ()) -> None:
+def _names_in_use(model: type[Network], kind: str, names: list[str], errors: Errors,
+                  field: str, extra: tuple[str, ...] = ()) -> None:
     known = set(model.objects.filter(name__in=names).values_list("name", flat=True)) | set(extra)
     for name in names:
         if name not in known:
@@ -236,7 +237,7 @@ def _set_desired(actor: Actor, container: Container, action: str, desired: str |
         container.desired_state = desired or container.desired_state
         container.desired_changed_at = timezone.now()
         container.save(update_fields=["desired_state", "desired_changed_at", "updated_at"])
-    host_name = container.host.name if container.host_id else ""
+    host_name = container.host.name if container.host else ""
     operation = start_operation(actor, action, container, host_name)
     record_event(actor, action, container, before=before,
                  after={"desired_state": container.desired_state},
@@ -300,7 +301,7 @@ def remove_container(actor: Actor, container: Container, force: bool = False) ->
     if container.status in ACTIVE_STATUSES and container.desired_state == RUNNING and not force:
         raise Conflict(f"container {container.name} is running: stop it first or remove it "
                        "with force")
-    host_name = container.host.name if container.host_id else ""
+    host_name = container.host.name if container.host else ""
     operation = start_operation(actor, "container.remove", container, host_name)
     record_event(actor, "container.remove", container, before=container_summary(container),
                  operation=str(operation.pk), force=force)
@@ -325,7 +326,7 @@ def read_container_secrets(actor: Actor, container: Container) -> dict[str, str]
 
 def _send_action(container: Container, action: str, params: dict[str, Any],
                  operation: Operation) -> None:
-    if container.host_id:
+    if container.host is not None:
         send_on_commit(container.host.name, "container_action", str(container.uid), action,
                        params, str(operation.pk))
 
@@ -333,7 +334,7 @@ def _send_action(container: Container, action: str, params: dict[str, Any],
 # --- images, volumes, networks ------------------------------------------------------------------
 
 @transaction.atomic
-def pull_image(actor: Actor, reference: str, host_name: str | None = None,
+def pull_image(actor: Actor, reference: Any, host_name: str | None = None,
                credentials: dict[str, str] | None = None) -> tuple[Image, list[Operation]]:
     """Pull `reference` on one host, or on every host that is up; one operation per host."""
     errors = Errors()
@@ -374,7 +375,7 @@ def _labels(labels: Any) -> dict[str, str]:
 
 
 @transaction.atomic
-def create_volume(actor: Actor, name: str, labels: dict[str, str] | None = None,
+def create_volume(actor: Actor, name: Any, labels: dict[str, str] | None = None,
                   host_name: str | None = None,
                   project: Project | None = None) -> tuple[Volume, Operation]:
     """A named volume. Hosts create their copy when a container first mounts it, or now on
@@ -435,7 +436,7 @@ def remove_volume(actor: Actor, volume: Volume) -> Operation:
 
 
 @transaction.atomic
-def create_network(actor: Actor, name: str, subnet: str | None = None,
+def create_network(actor: Actor, name: Any, subnet: str | None = None,
                    gateway: str | None = None,
                    labels: dict[str, str] | None = None,
                    project: Project | None = None,

@@ -230,7 +230,7 @@ def parse_container_request(data: Any) -> tuple[dict[str, Any], Errors]:
         out["memory"] = opts.parse_memory(data.get("memory"))
     except InvalidArgument as exc:
         errors.add("memory", _message(exc) + " (allowed: 0 for no limit, or at least 6m)")
-    cpus = data.get("cpus")
+    cpus: Any = data.get("cpus")
     if cpus in (None, "", 0):
         out["cpus"] = 0.0
     else:

@@ -126,7 +126,7 @@ def test_an_operator_may_not_set_fields_that_weaken_isolation(django_user_model,
     assert response.status_code == 400, response.content
     body = response.json()
     assert set(body) == {"privileged", "cap_add", "pid", "network_mode", "devices",
-                         "security_opt", "sysctls"}
+                         "security_opt"}
     assert "needs a platform administrator" in body["privileged"][0]
     assert "a team admin can allow it" in body["cap_add"][0]
     assert Container.objects.count() == 0

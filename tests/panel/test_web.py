@@ -157,4 +157,4 @@ def test_create_form_sets_spec_fields_from_its_advanced_section(world):
     page = response.content.decode()
     for field in ("id_pid-errors", "id_stop_timeout-errors", "id_cap_add-errors"):
         assert field in page, field
-    assert "needs a platform administrator" in page
+    assert "a team admin can allow it" in page

@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
             model_name='team',
             name='allow_sysctls',
             field=models.BooleanField(
-                default=False, help_text='members may set namespaced sysctls'),
+                default=True, help_text='members may set namespaced sysctls'),
         ),
         migrations.AddField(
             model_name='team',
