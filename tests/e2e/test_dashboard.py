@@ -42,7 +42,7 @@ def test_container_journey_from_form_to_logs_stats_and_stop(stack: Stack, browse
     page.get_by_label("Image", exact=True).fill("busybox:latest")
     page.get_by_label("Name", exact=True).fill("e2e-logger")
     page.get_by_label("Command", exact=True).fill(f"sh -c '{LOGGER}'")
-    page.get_by_label("Memory").fill("64m")
+    page.get_by_label("Memory", exact=True).fill("64m")
     page.get_by_role("button", name="Create").click()
     page.wait_for_url(re.compile(r"/containers/\d+/$"))
     status = page.locator("h1 [data-field=status]")
