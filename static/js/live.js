@@ -125,3 +125,12 @@ document.addEventListener("berth:reconnected", async () => {
   const response = await fetch(page.dataset.stateUrl, { headers: { Accept: "application/json" } });
   if (response.ok) apply(await response.json());
 });
+
+// A backup's operation page shows the download (with its checksum) once the backup is ready.
+document.addEventListener("berth:event", (event) => {
+  const page = document.getElementById("operation");
+  const data = event.detail;
+  if (!page || page.dataset.kind !== "volume.backup" || data.type !== "operation") return;
+  if (data.id === page.dataset.operationId && data.status === "succeeded"
+      && document.getElementById("download-link")?.hidden) location.reload();
+});
