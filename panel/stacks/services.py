@@ -52,7 +52,7 @@ def stack_summary(stack: Stack) -> dict[str, Any]:
     """The audit view of a stack: compose text, environment, secret *names* only."""
     return {"compose": stack.compose, "environment": stack.environment,
             "secrets": sorted(stack.secret_names), "scale": stack.scale,
-            "project": stack.project.name if stack.project_id else None}
+            "project": stack.project.name if stack.project else None}
 
 
 def stack_secrets(stack: Stack) -> dict[str, str]:
@@ -64,7 +64,7 @@ def _resolve_stack(stack: Stack, allow_bind_mounts: bool) -> Any:
                    stack.scale, allow_bind_mounts)
 
 
-def _create(actor: Actor, name: str, compose: str, project: Project | None,
+def _create(actor: Actor, name: Any, compose: Any, project: Project | None,
             environment: dict[str, str] | None, secrets: dict[str, str] | None,
             allow_bind_mounts: bool) -> Stack:
     name = check_name(name)
@@ -87,7 +87,7 @@ def _create(actor: Actor, name: str, compose: str, project: Project | None,
 
 
 @transaction.atomic
-def create_stack(actor: Actor, name: str, compose: str, project: Project | None = None,
+def create_stack(actor: Actor, name: Any, compose: Any, project: Project | None = None,
                  environment: dict[str, str] | None = None,
                  secrets: dict[str, str] | None = None,
                  allow_bind_mounts: bool = False) -> Stack:
@@ -139,7 +139,7 @@ def _new_revision(actor: Actor, stack: Stack, spec: Any, message: str, reason: s
     operation = workloads.start_operation(actor, "stack.deploy", stack,
                                           message=f"revision {number}")
     # digests pinned before stay pinned (same replica hashes) until a `pull` deploy looks again
-    pinned = stack.current_revision.image_digests if stack.current_revision_id else {}
+    pinned = stack.current_revision.image_digests if stack.current_revision else {}
     revision = Revision.objects.create(
         stack=stack, number=number, spec=spec.to_dict(), compose=stack.compose,
         environment=stack.environment, secret_digests=secret_digests, image_digests=pinned,
@@ -230,7 +230,7 @@ def remove_stack(actor: Actor, stack: Stack, volumes: bool = False) -> Operation
     if active is not None:
         raise Conflict(f"revision {active.number} of stack {stack.name} is being deployed; wait "
                        "for it to finish")
-    spec = (stack.current_revision.spec if stack.current_revision_id else None) or {}
+    spec = (stack.current_revision.spec if stack.current_revision else None) or {}
     containers = [r.container for r in stack.replicas.select_related("container__host")]
     for container in containers:
         workloads.remove_container(actor, container, force=True)
@@ -251,7 +251,7 @@ def remove_stack(actor: Actor, stack: Stack, volumes: bool = False) -> Operation
 # --- templates ---------------------------------------------------------------------------------
 
 @transaction.atomic
-def save_as_template(actor: Actor, stack: Stack, name: str, title: str = "",
+def save_as_template(actor: Actor, stack: Stack, name: Any, title: str = "",
                      description: str = "") -> StackTemplate:
     """Save `stack` as a template of its project: the compose text, with its environment as
     parameters (current values as defaults; secrets become required secret parameters)."""
@@ -271,7 +271,7 @@ def save_as_template(actor: Actor, stack: Stack, name: str, title: str = "",
 
 
 @transaction.atomic
-def deploy_template(actor: Actor, template: Any, name: str, project: Project | None,
+def deploy_template(actor: Actor, template: Any, name: Any, project: Project | None,
                     values: dict[str, Any] | None) -> Revision:
     """Create a stack from a template (catalogue.Template) with typed `values`, and deploy it
     (one step, one audit event)."""

@@ -164,7 +164,7 @@ def _service(stack: StackSpec, service: ServiceSpec, volume_keys: dict[str, str]
     for key, compose_key in _DIRECT_KEYS:
         value = container.get(key)
         if not is_default(key, value):
-            out[compose_key] = format_size(int(value)) if key in _SIZES else value
+            out[compose_key] = format_size(int(value or 0)) if key in _SIZES else value
     deploy = _deploy(service)
     if deploy:
         out["deploy"] = deploy
