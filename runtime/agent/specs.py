@@ -8,22 +8,49 @@ reporting containers the panel did not create).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from runtime.containers.options import HealthOptions, RunOptions
 from runtime.containers.record import Container
 from runtime.errors import InvalidArgument
-from runtime.protocol import GENERATION_LABEL, PORT_GROUP_LABEL, UID_LABEL
+from runtime.protocol import (
+    GENERATION_LABEL,
+    PORT_GROUP_LABEL,
+    UID_LABEL,
+    field_info,
+    is_default,
+    spec_fields,
+)
 
 DESIRED_STATES = ("running", "stopped")
-# Optional spec fields passed straight through to RunOptions when present.
-_PASSTHROUGH = ("user", "workdir", "hostname", "stop_timeout", "stop_signal", "read_only",
-                "pids_limit", "network_aliases")
-# The kernel-facing fields: same name in the spec and in RunOptions, parsed by the runtime.
-KERNEL_FIELDS = ("cap_add", "cap_drop", "privileged", "security_opt", "devices", "sysctls",
-                 "ulimits", "tmpfs", "shm_size", "extra_hosts", "dns", "dns_search", "dns_opt",
-                 "pid", "ipc", "network_mode", "expose", "logging", "platform",
-                 "memory_reservation", "cpus_reservation", "group_add")
+# Spec fields whose RunOptions counterpart has another name or shape: converted in run_options.
+_CONVERTED = {"name", "image", "command", "env", "volumes", "memory", "cpus", "restart", "init",
+              "entrypoint", "labels", "healthcheck", "networks", "ports"}
+_RUN_OPTION_NAMES = {f.name for f in dataclasses.fields(RunOptions)}
+
+
+def passthrough_fields() -> tuple[str, ...]:
+    """The spec fields given to RunOptions under their own name: every runtime-facing field
+    of `ContainerSpec` that RunOptions has and run_options does not convert."""
+    return tuple(info.name for info in spec_fields()
+                 if info.runtime and info.name not in _CONVERTED
+                 and info.name in _RUN_OPTION_NAMES)
+
+
+def unsupported_fields(spec: dict[str, Any]) -> list[str]:
+    """Runtime-facing spec fields set to something other than their default that this
+    runtime's RunOptions does not have (an older agent): refused rather than ignored."""
+    return sorted(key for key, value in spec.items()
+                  if key not in _RUN_OPTION_NAMES and key not in _CONVERTED
+                  and _is_runtime_field(key) and not is_default(key, value))
+
+
+def _is_runtime_field(name: str) -> bool:
+    try:
+        return field_info(name).runtime
+    except KeyError:
+        return False
 
 
 def validate_spec(spec: Any) -> dict[str, Any]:
@@ -71,8 +98,12 @@ def run_options(spec: dict[str, Any]) -> RunOptions:
     if spec.get("port_group"):
         labels[PORT_GROUP_LABEL] = str(spec["port_group"])
     entrypoint = spec.get("entrypoint")
-    extra = {key: spec[key] for key in (*_PASSTHROUGH, *KERNEL_FIELDS)
-             if spec.get(key) is not None}
+    unsupported = unsupported_fields(spec)
+    if unsupported:
+        raise InvalidArgument(f"spec.{unsupported[0]} is not supported by this host's Berth "
+                              f"runtime ({', '.join(unsupported)} set): upgrade the agent or "
+                              "leave the field at its default")
+    extra = {key: spec[key] for key in passthrough_fields() if spec.get(key) is not None}
     return RunOptions(
         image=spec["image"],
         command=list(spec.get("command") or []),

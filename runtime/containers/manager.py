@@ -48,6 +48,7 @@ from runtime.containers.record import (
     now_iso,
 )
 from runtime.containers.spec import bind_mount, build_spec
+from runtime.containers.stopnote import stop_note
 from runtime.containers.users import resolve_groups, resolve_user
 from runtime.errors import (
     BerthError,
@@ -75,7 +76,7 @@ class ContainerManager:
     def __init__(self, host: Host):
         self.host = host
         self.root = Path(host.root)
-        self.store = ContainerStore(self.root)
+        self.store: ContainerStore = ContainerStore(self.root)
         self.network: NetworkProvider = _default_network(host)
         # conmon's --exit-command for every container (the container id is appended)
         self.exit_command: builtins.list[str] | None = None
@@ -424,6 +425,7 @@ class ContainerManager:
                      OOMKilled=False, Dead=False, Pid=pid,
                      ConmonPid=monitor.read_int(container.conmon_pidfile) or 0, ExitCode=0,
                      Error="", StartedAt=now_iso(), FinishedAt=ZERO_TIME)
+        state.pop("StopNote", None)
         if container.healthcheck:
             state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
         else:
@@ -647,6 +649,11 @@ class ContainerManager:
             except ContainerNotRunning:
                 pass
             if not self._wait_exit(container, max(0.0, float(timeout) - drained)):
+                # Recorded before the kill, so whoever finalises the exit keeps it.
+                container.state["StopNote"] = stop_note(
+                    int(container.state.get("Pid") or 0), signal, float(timeout),
+                    bool(container.host_config.get("Init")))
+                self.store.save(container)
                 self._kill_and_wait(container, runtime)
             return self._reload(container)
 
