@@ -137,11 +137,21 @@ def fetch_from_host(host_name: str, token: str, byte_range: str | None) -> reque
     return answer
 
 
-def chunks_of(answer: requests.Response) -> Iterator[bytes]:
+async def chunks_of(answer: requests.Response) -> AsyncIterator[bytes]:
+    """The body of `answer`, a piece at a time. An async iterator on purpose: under ASGI,
+    Django reads a synchronous one whole into memory before sending it."""
+    from asgiref.sync import sync_to_async
+
+    pieces = answer.iter_content(CHUNK)
+
+    def read() -> bytes:
+        return next(pieces, b"")
+
     try:
-        yield from answer.iter_content(CHUNK)
+        while piece := await sync_to_async(read, thread_sensitive=False)():
+            yield piece
     finally:
-        answer.close()
+        await sync_to_async(answer.close, thread_sensitive=False)()
 
 
 def push_request(host_name: str, request: dict[str, Any]) -> None:
