@@ -23,6 +23,16 @@ class Team(models.Model):
     description = models.CharField(max_length=255, blank=True)
     require_2fa = models.BooleanField(
         default=False, help_text="members must sign in with a TOTP code")
+    # The team's container policy (panel/workloads/privileges.py): what its operators may use
+    # beyond the harmless fields. Team admins set the first two; only platform admins set
+    # host_paths.
+    allowed_capabilities = models.JSONField(
+        default=list, blank=True,
+        help_text="capabilities (e.g. NET_ADMIN) members may add; not host-wide ones")
+    allow_sysctls = models.BooleanField(default=True,
+                                        help_text="members may set namespaced sysctls")
+    host_paths = models.JSONField(default=list, blank=True,
+                                  help_text="host directories members may bind-mount")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

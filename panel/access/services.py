@@ -15,7 +15,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -30,6 +30,7 @@ from panel.access.models import (
     hash_token,
 )
 from panel.audit.services import Actor, record_event
+from panel.workloads.privileges import actor_is_platform_admin
 from panel.workloads.services import Conflict
 from panel.workloads.spec import ValidationFailed
 
@@ -59,13 +60,49 @@ def _flag(value: Any, field: str) -> bool:
 
 
 def team_summary(team: Team) -> dict[str, Any]:
-    return {"name": team.name, "description": team.description, "require_2fa": team.require_2fa}
+    return {"name": team.name, "description": team.description, "require_2fa": team.require_2fa,
+            "allowed_capabilities": list(team.allowed_capabilities),
+            "allow_sysctls": team.allow_sysctls, "host_paths": list(team.host_paths)}
+
+
+def _capabilities(value: Any) -> list[str]:
+    """A team's allowed capabilities: names such as NET_ADMIN; never one that reaches the host
+    (those stay with platform administrators, panel/workloads/privileges.py)."""
+    from panel.workloads.privileges import HOST_CAPABILITIES
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationFailed({"allowed_capabilities": ['must be a list of capability names, '
+                                                         'e.g. ["NET_ADMIN"]']})
+    names = sorted({v.strip().upper().removeprefix("CAP_") for v in value})
+    bad = [n for n in names if not re.fullmatch(r"[A-Z][A-Z0-9_]*", n)]
+    if bad:
+        raise ValidationFailed({"allowed_capabilities": [f"{bad[0]!r} is not a capability "
+                                                         "name: use e.g. NET_ADMIN"]})
+    host_wide = [n for n in names if n in HOST_CAPABILITIES]
+    if host_wide:
+        raise ValidationFailed({"allowed_capabilities": [
+            f"{', '.join(host_wide)} reach past the container to the host: only a platform "
+            "administrator may use them, and no team policy can allow them"]})
+    return names
+
+
+def _host_paths(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationFailed({"host_paths": ['must be a list of absolute host directories, '
+                                               'e.g. ["/srv/media"]']})
+    paths = []
+    for path in value:
+        if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") == "":
+            raise ValidationFailed({"host_paths": [f"{path!r} must be an absolute directory "
+                                                   "without '..', and not / itself"]})
+        paths.append(path.rstrip("/"))
+    return sorted(set(paths))
 
 
 # --- teams and projects -------------------------------------------------------------------------
 
 @transaction.atomic
-def create_team(actor: Actor, name: str, description: str = "",
+def create_team(actor: Actor, name: Any, description: str = "",
                 require_2fa: bool = False) -> Team:
     """A new team (platform administrators)."""
     name = _name(name)
@@ -80,11 +117,17 @@ def create_team(actor: Actor, name: str, description: str = "",
 @transaction.atomic
 def update_team(actor: Actor, team: Team, **changes: Any) -> Team:
     """Change a team's name, description or two-factor requirement."""
-    allowed = {"name", "description", "require_2fa"}
+    allowed = {"name", "description", "require_2fa", "allowed_capabilities", "allow_sysctls",
+               "host_paths"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValidationFailed({f: [f"cannot be changed: use {', '.join(sorted(allowed))}"]
                                 for f in sorted(unknown)})
+    # the panel's own actors (management commands) carry no person and are trusted
+    if "host_paths" in changes and actor.user_id is not None \
+            and not actor_is_platform_admin(actor):
+        raise PermissionDenied("host_paths: only a platform administrator may choose which host "
+                               "directories a team may bind-mount")
     team = Team.objects.select_for_update().get(pk=team.pk)
     before = team_summary(team)
     if "name" in changes:
@@ -96,6 +139,12 @@ def update_team(actor: Actor, team: Team, **changes: Any) -> Team:
         team.description = _text(changes["description"], "description")
     if "require_2fa" in changes:
         team.require_2fa = _flag(changes["require_2fa"], "require_2fa")
+    if "allowed_capabilities" in changes:
+        team.allowed_capabilities = _capabilities(changes["allowed_capabilities"])
+    if "allow_sysctls" in changes:
+        team.allow_sysctls = _flag(changes["allow_sysctls"], "allow_sysctls")
+    if "host_paths" in changes:
+        team.host_paths = _host_paths(changes["host_paths"])
     team.save()
     record_event(actor, "team.change", team, before=before, after=team_summary(team))
     return team
@@ -119,7 +168,7 @@ def _project_fields(team: Any, name: Any, description: Any) -> dict[str, Any]:
 
 
 @transaction.atomic
-def create_project(actor: Actor, team: Team, name: str, description: str = "") -> Project:
+def create_project(actor: Actor, team: Team, name: Any, description: str = "") -> Project:
     """A new project owned by `team`."""
     fields = _project_fields(team, name, description)
     if Project.objects.filter(name=fields["name"]).exists():
@@ -157,7 +206,8 @@ def update_project(actor: Actor, project: Project, **changes: Any) -> Project:
 def _project_contents(project: Project) -> list[str]:
     """Names of what still belongs to `project` (every model with a `project` foreign key)."""
     found = []
-    for relation in project._meta.related_objects:
+    meta: Any = project._meta  # Options.related_objects is missing from django-stubs
+    for relation in meta.related_objects:
         model = relation.related_model
         if relation.field.name != "project" or model._meta.app_label == "audit":
             continue

@@ -15,13 +15,13 @@ from panel.audit.models import AuditEvent
 
 
 class TeamSerializer(serializers.ModelSerializer):
-    projects = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    projects: Any = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     role = serializers.SerializerMethodField(help_text="your role in the team")
 
     class Meta:
         model = Team
-        fields = ["id", "name", "description", "require_2fa", "projects", "role",
-                  "created_at", "updated_at"]
+        fields = ["id", "name", "description", "require_2fa", "allowed_capabilities",
+                  "allow_sysctls", "host_paths", "projects", "role", "created_at", "updated_at"]
 
     def get_role(self, team: Team) -> str | None:
         request = self.context.get("request")
@@ -37,7 +37,7 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class ProjectSerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    team: Any = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Project
@@ -58,7 +58,7 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class TokenSerializer(serializers.ModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user: Any = serializers.SlugRelatedField(slug_field="username", read_only=True)
     usable = serializers.BooleanField(source="is_usable", read_only=True)
 
     class Meta:
@@ -86,6 +86,14 @@ class TeamRequest(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField(required=False)
     require_2fa = serializers.BooleanField(required=False)
+    allowed_capabilities = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="capabilities members may add (team admins; not host-wide ones)")
+    allow_sysctls = serializers.BooleanField(required=False,
+                                             help_text="members may set namespaced sysctls")
+    host_paths = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="host directories members may bind-mount (platform administrators only)")
 
 
 class MemberRequest(serializers.Serializer):
@@ -108,7 +116,8 @@ class UserRequest(serializers.Serializer):
 
 class TokenRequest(serializers.Serializer):
     name = serializers.CharField()
-    read_only = serializers.BooleanField(required=False)
+    # a field named like DRF's own Field.read_only flag, which the stubs type as bool
+    read_only = serializers.BooleanField(required=False)  # type: ignore[assignment]
     expires_in_days = serializers.IntegerField(required=False, help_text="1..3650")
 
 

@@ -70,7 +70,8 @@ class TeamViewSet(Scoped, viewsets.ModelViewSet):
     @extend_schema(request=s.TeamRequest, responses={200: s.TeamSerializer})
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         team = self.get_object()
-        body = _changes(_body(request), ("name", "description", "require_2fa"))
+        body = _changes(_body(request), ("name", "description", "require_2fa",
+                                         "allowed_capabilities", "allow_sysctls", "host_paths"))
         team = services.update_team(actor_of(request), team, **body)
         return Response(self.get_serializer(team).data)
 
@@ -251,7 +252,8 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         from django_otp import user_has_device
 
-        user, token = request.user, token_of(request)
+        user: Any = request.user  # signed in: the permission classes refuse anonymous
+        token = token_of(request)
         return Response({
             "id": user.pk, "username": user.get_username(),
             "platform_admin": policy.is_platform_admin(user),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
@@ -81,9 +81,10 @@ class Scoped:
     verbs: dict[str, str] = {}
     default_verbs = {"list": "view", "retrieve": "view", "create": "create",
                      "destroy": "remove", "update": "change", "partial_update": "change"}
-    request: Request
+    # set by DRF's view classes this is mixed into (typed there)
+    request: Any
     kwargs: dict[str, Any]
-    action: str | None
+    action: Any
 
     def base_queryset(self) -> QuerySet:
         raise NotImplementedError
@@ -108,7 +109,7 @@ class Scoped:
     def get_queryset(self) -> QuerySet:
         return self.scoped(self.base_queryset())
 
-    def get_object(self) -> Model:
+    def get_object(self) -> Any:  # the row of the viewset's model
         value = str(self.kwargs.get("pk", ""))
         obj = find(self.get_queryset(), value, self.name_field)
         if obj is None:

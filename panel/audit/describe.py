@@ -77,7 +77,10 @@ def _exit(event: Any) -> str:
         parts.append(f"exit {code}")
     if oom:
         parts.append("out of memory")
-    return f" ({', '.join(parts)})" if parts else ""
+    text = f" ({', '.join(parts)})" if parts else ""
+    if after.get("stop_note"):
+        text += f": {after['stop_note']}"
+    return text
 
 
 def describe(event: Any) -> str:

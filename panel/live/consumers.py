@@ -105,7 +105,7 @@ class BaseConsumer(AsyncJsonWebsocketConsumer):
 
 def int_param(params: dict[str, str], name: str, default: int | None, high: int) -> int | None:
     raw = params.get(name)
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return default
     value = int(raw)  # ValueError → 4400
     if not 0 <= value <= high:

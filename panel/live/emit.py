@@ -93,7 +93,11 @@ def operation_event(operation: Any) -> dict[str, Any]:
             "status": operation.status, "progress": round(float(operation.progress), 4),
             "message": operation.message[:500], "target_type": operation.target_type,
             "target_id": operation.target_id, "target_name": operation.target_name,
-            "host": operation.host_name}
+            "host": operation.host_name,
+            # Pushes of two commits may reach a browser in either order; the row's save time
+            # (saves of one operation are serialised by its row lock) lets it keep the newest.
+            "version": int(operation.updated_at.timestamp() * 1_000_000)
+            if operation.updated_at else 0}
 
 
 def emit_operation(operation: Any) -> None:

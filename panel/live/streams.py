@@ -49,7 +49,8 @@ class LogReader:
 
     def __init__(self, uid: str, redis: aioredis.Redis | None = None):
         self.key = log_stream_key(uid)
-        self.redis = redis or client()
+        # redis-py types replies as bytes | str either way; ours are bytes (no decoding)
+        self.redis: Any = redis or client()
         self.last = 0
 
     async def first_seq(self) -> int | None:
@@ -97,7 +98,7 @@ class MultiLogReader:
     a seq, then one blocking XREAD covers every stream, so a quiet replica costs nothing."""
 
     def __init__(self, redis: aioredis.Redis | None = None):
-        self.redis = redis or client()
+        self.redis: Any = redis or client()  # see LogReader
         self.last: dict[str, int] = {}  # uid -> seq of the last line handed out
 
     async def join_tail(self, uid: str, count: int) -> list[dict[str, Any]]:
@@ -149,14 +150,15 @@ async def watch_stats(uid: str, seconds: int = 5) -> None:
 
 async def stats_history(uid: str, count: int = 300) -> tuple[list[dict[str, Any]], str]:
     """The last `count` samples, oldest first, and the id to follow from."""
-    entries = await client().xrevrange(stats_stream_key(uid), "+", "-", count=count)
+    entries: Any = await client().xrevrange(stats_stream_key(uid), "+", "-", count=count)
     samples = [json.loads(f[b"json"]) for _, f in reversed(entries)]
     return samples, (entries[0][0].decode() if entries else "0-0")
 
 
 async def next_stats(uid: str, last_id: str,
                      block_ms: int = 2000) -> tuple[list[dict[str, Any]], str]:
-    answer = await client().xread({stats_stream_key(uid): last_id}, count=100, block=block_ms)
+    answer: Any = await client().xread({stats_stream_key(uid): last_id}, count=100,
+                                       block=block_ms)
     if not answer:
         return [], last_id
     entries = answer[0][1]

@@ -73,6 +73,7 @@ from panel.stacks.resolve import replica_hash, split_environment
 from panel.workloads import services as workloads
 from panel.workloads.models import ACTIVE_STATUSES, Container, Network, Operation, Volume
 from runtime.network.ports import parse_port_spec
+from runtime.protocol import default_of, is_default
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,6 @@ CONTINUE_AFTER = 0.2  # countdown of the next slice
 LOCK_RETRIES = 20
 READY_TIMEOUT = 90.0  # a replica without health check must run within this
 DEPLOY_TIMEOUT = 1800.0
-CONTAINER_FIELDS = ("image", "pull", "command", "entrypoint", "ports", "volumes", "networks",
-                    "memory", "cpus", "restart", "labels", "init", "constraints")
-OPTION_FIELDS = ("user", "workdir", "hostname", "read_only", "stop_signal", "stop_timeout",
-                 "pids_limit")
 _RANK = {"ready": 0, "running": 1, "pending": 2, "failed": 3}
 
 
@@ -449,7 +446,10 @@ class Deployment:
     def _create(self, name: str, slot: int) -> Replica:
         service = self.spec.services[name]
         container = service.container
-        data = {key: container[key] for key in CONTAINER_FIELDS}
+        # the columns go through the container validator; the other spec fields were checked
+        # by the compose front end and are stored as they are (at their defaults: left out)
+        data = {key: container.get(key, default_of(key)) for key in workloads.SPEC_COLUMNS
+                if key not in ("name", "env", "healthcheck")}
         data["env"], data["secrets"] = split_environment(container["env"], self.secrets)
         digest = self.revision.image_digests.get(container["image"])
         if digest:
@@ -462,8 +462,8 @@ class Deployment:
         elif container["ports"]:
             data["healthcheck"] = readiness_check(container["ports"])
         data["name"] = self._name(name, slot)
-        options = {key: container[key] for key in OPTION_FIELDS
-                   if container.get(key) not in (None, False)}
+        options = {key: value for key, value in container.items()
+                   if key not in workloads.SPEC_COLUMNS and not is_default(key, value)}
         aliases = [name, *sorted({a for names in service.aliases.values() for a in names})]
         options["network_aliases"] = aliases
         if container["ports"]:

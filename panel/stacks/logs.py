@@ -85,6 +85,8 @@ def merged_logs(stack: Stack, tail: int = 100, since: str | None = None,
 
     def fetch(replica: Replica) -> tuple[Replica, list[dict[str, Any]] | str]:
         container = replica.container
+        if container.host is None:
+            return replica, f"{container.name} is on no host"
         try:
             return replica, call_host(container.host.name, "logs", str(container.uid),
                                       min(max(tail, 1), MAX_TAIL), since, None, True)

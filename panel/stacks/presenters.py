@@ -30,7 +30,7 @@ def endpoints(container: Any, host_address: str = "") -> list[str]:
     urls = []
     host = host_address or (container.host.inventory.get("address") if container.host_id
                             and container.host and container.host.inventory else "") \
-        or (container.host.name if container.host_id and container.host else "")
+        or (container.host.name if container.host and container.host else "")
     for key, bindings in (container.published_ports or {}).items():
         if not str(key).endswith("/tcp"):
             continue
@@ -44,7 +44,7 @@ def endpoints(container: Any, host_address: str = "") -> list[str]:
 def services_data(stack: Stack) -> list[dict[str, Any]]:
     """Per service: desired replicas, each replica (host, status, health), per-host counts,
     endpoints."""
-    spec = (stack.current_revision.spec if stack.current_revision_id else None) or {}
+    spec = (stack.current_revision.spec if stack.current_revision else None) or {}
     desired = {name: s["replicas"] for name, s in spec.get("services", {}).items()}
     images = {name: s["container"]["image"] for name, s in spec.get("services", {}).items()}
     replicas: dict[str, list[Replica]] = {}
@@ -52,10 +52,12 @@ def services_data(stack: Stack) -> list[dict[str, Any]]:
         replicas.setdefault(replica.service, []).append(replica)
     out = []
     for name in sorted(set(desired) | set(replicas)):
-        rows, per_host, urls = [], {}, set()
+        rows: list[dict[str, Any]] = []
+        per_host: dict[str, int] = {}
+        urls: set[str] = set()
         for replica in replicas.get(name, []):
             container = replica.container
-            host = container.host.name if container.host_id else None
+            host = container.host.name if container.host else None
             rows.append({"slot": replica.slot, "container": container.name,
                          "container_id": container.pk, "host": host,
                          "status": container.status or "pending", "health": container.health,
@@ -76,7 +78,7 @@ def stack_data(stack: Stack, detail: bool = False) -> dict[str, Any]:
     current = stack.current_revision
     latest = stack.revisions.order_by("-number").first()
     data = {"id": stack.pk, "name": stack.name,
-            "project": stack.project.name if stack.project_id else None,
+            "project": stack.project.name if stack.project else None,
             "environment": stack.environment, "secrets": sorted(stack.secret_names),
             "scale": stack.scale,
             "current_revision": current.number if current else None,
@@ -104,7 +106,8 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
 def diff_revisions(old: Revision, new: Revision) -> dict[str, Any]:
     """What changed from `old` to `new`: each changed spec path with both values, the
     services changed, added and removed, and a unified diff of the exported compose files."""
-    before, after = {}, {}
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
     _flatten(old.spec, "", before)
     _flatten(new.spec, "", after)
     changes = [{"path": path, "from": before.get(path), "to": after.get(path)}

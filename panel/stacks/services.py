@@ -22,6 +22,7 @@ from panel.access.models import Project
 from panel.audit.services import Actor, record_event
 from panel.celery import app
 from panel.stacks.models import Replica, Revision, Stack, StackTemplate
+from panel.stacks.privileges import check_stack_privileges, may_bind_host_paths
 from panel.stacks.resolve import (
     check_name,
     check_variables,
@@ -56,7 +57,7 @@ def stack_summary(stack: Stack) -> dict[str, Any]:
     """The audit view of a stack: compose text, environment, secret *names* only."""
     return {"compose": stack.compose, "environment": stack.environment,
             "secrets": sorted(stack.secret_names), "scale": stack.scale,
-            "project": stack.project.name if stack.project_id else None}
+            "project": stack.project.name if stack.project else None}
 
 
 def stack_secrets(stack: Stack) -> dict[str, str]:
@@ -68,13 +69,15 @@ def _resolve_stack(stack: Stack, allow_bind_mounts: bool) -> Any:
                    stack.scale, allow_bind_mounts)
 
 
-def _create(actor: Actor, name: str, compose: str, project: Project | None,
+def _create(actor: Actor, name: Any, compose: Any, project: Project | None,
             environment: dict[str, str] | None, secrets: dict[str, str] | None,
             allow_bind_mounts: bool) -> Stack:
     name = check_name(name)
     environment = check_variables("environment", environment)
     secrets = check_variables("secrets", secrets)
-    resolve(name, compose, environment, secrets, None, allow_bind_mounts)
+    spec = resolve(name, compose, environment, secrets, None,
+                   may_bind_host_paths(allow_bind_mounts, project))
+    check_stack_privileges(actor, project, spec, compose)
     if Stack.objects.filter(name=name).exists():
         raise ValidationFailed({"name": [f"a stack named {name!r} already exists: choose another "
                                          "name or update that stack"]})
@@ -89,7 +92,7 @@ def _create(actor: Actor, name: str, compose: str, project: Project | None,
 
 
 @transaction.atomic
-def create_stack(actor: Actor, name: str, compose: str, project: Project | None = None,
+def create_stack(actor: Actor, name: Any, compose: Any, project: Project | None = None,
                  environment: dict[str, str] | None = None,
                  secrets: dict[str, str] | None = None,
                  allow_bind_mounts: bool = False) -> Stack:
@@ -112,8 +115,9 @@ def update_stack(actor: Actor, stack: Stack, compose: str | None = None,
         check_variables("environment", environment)
     new_secrets = stack_secrets(stack) if secrets is None else check_variables("secrets", secrets)
     new_compose = stack.compose if compose is None else compose
-    resolve(stack.name, new_compose, new_environment, new_secrets, stack.scale,
-            allow_bind_mounts)
+    spec = resolve(stack.name, new_compose, new_environment, new_secrets, stack.scale,
+                   may_bind_host_paths(allow_bind_mounts, stack.project))
+    check_stack_privileges(actor, stack.project, spec, new_compose)
     stack.compose, stack.environment = new_compose, new_environment
     stack.secrets_encrypted, stack.secret_names = encrypt_secrets(new_secrets), \
         sorted(new_secrets)
@@ -172,7 +176,7 @@ def _new_revision(actor: Actor, stack: Stack, spec: Any, message: str, reason: s
     operation = workloads.start_operation(actor, "stack.deploy", stack,
                                           message=f"revision {number}")
     # digests pinned before stay pinned (same replica hashes) until a `pull` deploy looks again
-    pinned = stack.current_revision.image_digests if stack.current_revision_id else {}
+    pinned = stack.current_revision.image_digests if stack.current_revision else {}
     revision = Revision.objects.create(
         stack=stack, number=number, spec=spec.to_dict(), compose=stack.compose,
         environment=stack.environment, secret_digests=secret_digests, image_digests=pinned,
@@ -188,7 +192,8 @@ def deploy_stack(actor: Actor, stack: Stack, message: str = "", pull: bool = Fal
     """Roll out what the stack stores as a new revision (the engine does it on commit); with
     `pull`, images are looked up in their registries again and newer ones rolled out."""
     stack = _lock(stack)
-    spec = _resolve_stack(stack, allow_bind_mounts)
+    spec = _resolve_stack(stack, may_bind_host_paths(allow_bind_mounts, stack.project))
+    check_stack_privileges(actor, stack.project, spec, stack.compose)
     revision = _new_revision(actor, stack, spec, message, pull=pull)
     record_event(actor, "stack.deploy", stack, revision=revision.number, message=message,
                  pull=pull, operation=str(revision.operation_id),
@@ -218,7 +223,9 @@ def rollback_stack(actor: Actor, stack: Stack, number: Any, reason: str = "") ->
     stack.scale = dict((target.result or {}).get("scale") or {})
     stack.save()
     why = reason or f"rollback to revision {target.number}"
-    revision = _new_revision(actor, stack, StackSpec.from_dict(target.spec), why, reason=why,
+    target_spec = StackSpec.from_dict(target.spec)
+    check_stack_privileges(actor, stack.project, target_spec, target.compose)
+    revision = _new_revision(actor, stack, target_spec, why, reason=why,
                              rollback_of=target.number)
     record_event(actor, "stack.rollback", stack, before=before, after=stack_summary(stack),
                  revision=revision.number, to=target.number, reason=why,
@@ -260,7 +267,7 @@ def remove_stack(actor: Actor, stack: Stack, volumes: bool = False) -> Operation
     if active is not None:  # its engine notices at its next write and stops
         _end_active(actor, active, "cancelled: the stack is being removed",
                     "stack.deploy_cancelled")
-    spec = (stack.current_revision.spec if stack.current_revision_id else None) or {}
+    spec = (stack.current_revision.spec if stack.current_revision else None) or {}
     containers = [r.container for r in stack.replicas.select_related("container__host")]
     for container in containers:
         workloads.remove_container(actor, container, force=True)
@@ -281,7 +288,7 @@ def remove_stack(actor: Actor, stack: Stack, volumes: bool = False) -> Operation
 # --- templates ---------------------------------------------------------------------------------
 
 @transaction.atomic
-def save_as_template(actor: Actor, stack: Stack, name: str, title: str = "",
+def save_as_template(actor: Actor, stack: Stack, name: Any, title: str = "",
                      description: str = "") -> StackTemplate:
     """Save `stack` as a template of its project: the compose text, with its environment as
     parameters (current values as defaults; secrets become required secret parameters)."""
@@ -301,7 +308,7 @@ def save_as_template(actor: Actor, stack: Stack, name: str, title: str = "",
 
 
 @transaction.atomic
-def deploy_template(actor: Actor, template: Any, name: str, project: Project | None,
+def deploy_template(actor: Actor, template: Any, name: Any, project: Project | None,
                     values: dict[str, Any] | None) -> Revision:
     """Create a stack from a template (catalogue.Template) with typed `values`, and deploy it
     (one step, one audit event)."""

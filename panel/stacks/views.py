@@ -47,7 +47,7 @@ def _project_choice(request: HttpRequest, value: str) -> Project | None:
 
 def _compose_errors(exc: ValidationFailed) -> tuple[list[dict[str, Any]], str]:
     """(issues with lines for the editor, other errors as text)."""
-    errors = dict(exc.errors)
+    errors: dict[str, Any] = dict(exc.errors)  # "compose" holds issue dicts, the rest text
     issues = errors.pop("compose", [])
     lines = [i for i in issues if isinstance(i, dict)]
     other = [str(i) for i in issues if not isinstance(i, dict)]
@@ -186,9 +186,10 @@ def stack_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 def stack_diff(request: HttpRequest, pk: int) -> HttpResponse:
     stack = get_visible(request, Stack.objects.all(), "stack.history", pk=pk)
     numbers = [request.GET.get("from", ""), request.GET.get("to", "")]
-    revisions = [stack.revisions.filter(number=int(n)).first() if n.isdigit() else None
-                 for n in numbers]
-    if None in revisions:
+    found = [stack.revisions.filter(number=int(n)).first() if n.isdigit() else None
+             for n in numbers]
+    revisions = [r for r in found if r is not None]
+    if len(revisions) != 2:
         raise Http404("choose two revisions of this stack")
     return render(request, "stacks/diff.html", {
         "stack": stack, "diff": diff_revisions(revisions[0], revisions[1])})
@@ -216,7 +217,8 @@ def template_form(request: HttpRequest, key: str) -> HttpResponse:
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
         policy.authorize(request.user, "stack.create", None, actor(request))  # 403 audited
-        values = {p["name"]: request.POST.get(p["name"], "") for p in template.parameters}
+        values: dict[str, Any] = {p["name"]: request.POST.get(p["name"], "")
+                                  for p in template.parameters}
         if any(p.get("type") == "boolean" for p in template.parameters):
             for parameter in template.parameters:
                 if parameter.get("type") == "boolean":

@@ -6,25 +6,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils.http import urlencode
 
 from panel.access import policy
 from panel.audit.services import Actor
 
+M = TypeVar("M", bound=Model)
 
-def signed_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+
+def signed_in(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Pages for signed-in users only (two-factor verified where required); others are sent
     to the sign-in page of panel.access."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         user = request.user
         ok = user.is_authenticated and user.is_active
         if ok:
@@ -44,7 +47,7 @@ def actor(request: HttpRequest) -> Actor:
     return Actor.from_request(request, "web")
 
 
-def get_visible(request: HttpRequest, queryset: QuerySet, action: str, **lookup: Any) -> Model:
+def get_visible(request: HttpRequest, queryset: QuerySet[M], action: str, **lookup: Any) -> M:
     """The object of `queryset` matching `lookup` on which the user may do `action`: 404 when
     it does not exist or is outside their teams, 403 when they see it but may not act."""
     obj = get_object_or_404(queryset, **lookup)

@@ -8,10 +8,36 @@ from typing import Any
 
 from django import forms
 
+from panel.workloads.spec import API_FIELDS
+from runtime.protocol import FieldInfo, field_info
+
 RESTART_CHOICES = [("no", "no"), ("on-failure", "on-failure"), ("always", "always"),
                    ("unless-stopped", "unless-stopped")]
 # Service error keys → the form field that shows them.
 FIELD_OF = {"healthcheck": "health_cmd", "host": "host", "secrets": "secrets"}
+
+
+# Spec fields the form has no hand-made field for, shown under "Advanced" as generated fields
+# (one line each for lists, KEY=value lines for maps); nested ones (ulimits, logging) are set
+# through the API or a compose file.
+_HAND_MADE = {"name", "image", "pull", "command", "env", "ports", "volumes", "networks", "memory",
+              "cpus", "restart", "healthcheck", "labels", "init", "constraints"}
+_SIMPLE_TYPES = ("str", "str | None", "bool", "int", "int | None", "float", "list[str]",
+                 "list[str] | None", "dict[str, str]")
+ADVANCED_FIELDS = tuple(name for name in API_FIELDS if name not in _HAND_MADE
+                        and field_info(name).type in _SIMPLE_TYPES)
+
+
+def _form_field(info: FieldInfo) -> forms.Field:
+    base = info.type.removesuffix(" | None")
+    label = info.name.replace("_", " ").capitalize()
+    if base == "bool":
+        return forms.BooleanField(required=False, label=label, help_text=info.doc)
+    if base in ("list[str]", "dict[str, str]"):
+        what = "one per line" if base == "list[str]" else "one KEY=value per line"
+        return forms.CharField(required=False, label=label, help_text=f"{info.doc}; {what}",
+                               widget=forms.Textarea(attrs={"rows": 2}))
+    return forms.CharField(required=False, label=label, help_text=info.doc)
 
 
 def _lines(text: str) -> list[str]:
@@ -54,8 +80,35 @@ class ContainerForm(forms.Form):
     def __init__(self, *args: Any, projects: list[tuple[str, str]], hosts: list[str],
                  **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["project"].choices = projects
-        self.fields["host"].choices = [("", "any host that fits")] + [(h, h) for h in hosts]
+        choice_fields: Any = self.fields  # ChoiceFields: the stubs type them as Field
+        choice_fields["project"].choices = projects
+        choice_fields["host"].choices = [("", "any host that fits")] + [(h, h) for h in hosts]
+        for name in ADVANCED_FIELDS:
+            self.fields[name] = _form_field(field_info(name))
+
+    @property
+    def advanced_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in ADVANCED_FIELDS]
+
+    def _advanced(self, request: dict[str, Any]) -> None:
+        """The generated fields, typed as the API takes them; empty ones are left out."""
+        for name in ADVANCED_FIELDS:
+            value: Any = self.cleaned_data.get(name)
+            if value in (None, "", False):
+                continue
+            base = field_info(name).type.removesuffix(" | None")
+            if base == "list[str]":
+                request[name] = _lines(value)
+            elif base == "dict[str, str]":
+                request[name] = self._pairs(name)
+            elif base in ("int", "float"):
+                text = value.strip()
+                try:
+                    request[name] = int(text) if base == "int" else float(text)
+                except ValueError:
+                    request[name] = text  # sizes such as 64m; the validator names bad ones
+            else:
+                request[name] = value.strip() if isinstance(value, str) else value
 
     def _pairs(self, field: str) -> dict[str, str]:
         result = {}
@@ -103,6 +156,7 @@ class ContainerForm(forms.Form):
                 "timeout": data.get("health_timeout") or "5s",
                 "retries": data.get("health_retries") if data.get("health_retries") is not None
                 else 3}
+        self._advanced(request)
         return request
 
     def show_service_errors(self, errors: dict[str, list[str]]) -> None:

@@ -56,8 +56,9 @@ def stack_of(labels: dict[str, str] | None) -> str:
     return ""
 
 
-def _hosts_with_status() -> list[Host]:
-    hosts = list(Host.objects.annotate(
+def _hosts_with_status() -> list[Any]:
+    """Hosts with what the pages show (attributes added to each row for the templates)."""
+    hosts: list[Any] = list(Host.objects.annotate(
         running=Count("containers", filter=Q(containers__status="running"))).order_by("name"))
     for host in hosts:
         host.live_status = host.current_status()

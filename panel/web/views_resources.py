@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count
 from django.http import (
     Http404,
@@ -19,6 +20,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -74,7 +76,8 @@ def images(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         policy.authorize(request.user, "image.pull", None, actor(request))
     form = PullForm(request.POST or None)
-    form.fields["host"].choices = [("", "every host that is up")] + [(h, h) for h in hosts]
+    host_field: Any = form.fields["host"]  # a ChoiceField: the stubs type it as Field
+    host_field.choices = [("", "every host that is up")] + [(h, h) for h in hosts]
     if request.method == "POST" and form.is_valid():
         policy.authorize(request.user, "image.pull", None, actor(request))
         try:
@@ -107,11 +110,30 @@ def image_upload(request: HttpRequest) -> JsonResponse:
         host = _alive_host(request.POST.get("host", ""))
     except ValidationFailed as exc:
         return JsonResponse({"errors": exc.errors}, status=400)
-    token, size = transfers.store_upload(upload)
-    operation = transfers.import_image_archive(actor(request), host, token, size, upload.name,
-                                               request.POST.get("tag") or None)
-    return JsonResponse({"operation": str(operation.pk),
+    token, sha256 = transfers.new_token(), transfers.file_sha256(upload)
+    operation = transfers.import_image_archive(actor(request), host, token, upload.size or 0,
+                                               upload.name or "archive",
+                                               request.POST.get("tag") or None, sha256)
+    failed = _send(actor(request), operation, host, token, upload, sha256)
+    if failed is not None:
+        return JsonResponse({"errors": {"archive": [failed]}}, status=502)
+    return JsonResponse({"operation": str(operation.pk), "sha256": sha256,
                          "url": reverse("web-operation", args=[operation.pk])}, status=202)
+
+
+def _send(who: Any, operation: Any, host: Any, token: str, upload: Any,
+          sha256: str) -> str | None:
+    """Stream an upload to the host that announced `token`; on failure the operation fails
+    with the reason, which is returned."""
+    try:
+        transfers.send_to_host(host.name, token, upload, upload.size or 0, sha256)
+    except transfers.TransferFailed as exc:
+        from panel.workloads.reports import record_operation_progress
+
+        with transaction.atomic():
+            record_operation_progress(who, str(operation.pk), Operation.FAILED, 0, str(exc))
+        return str(exc)
+    return None
 
 
 def _resource_page(request: HttpRequest, kind: str, model: Any, form_class: Any,
@@ -179,9 +201,13 @@ def volume_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             if upload is None:
                 raise ValidationFailed({"archive": ["choose a backup archive to restore"]})
             host = _volume_host(volume, request.POST.get("host", ""))
-            token, size = transfers.store_upload(upload)
-            operation = transfers.restore_volume(actor(request), volume, host, token, size,
-                                                 upload.name)
+            token, sha256 = transfers.new_token(), transfers.file_sha256(upload)
+            operation = transfers.restore_volume(actor(request), volume, host, token,
+                                                 upload.size or 0, upload.name or "backup",
+                                                 sha256)
+            failed = _send(actor(request), operation, host, token, upload, sha256)
+            if failed is not None:
+                raise services.Conflict(failed)
     except (ValidationFailed, services.Conflict) as exc:
         if request.headers.get("Accept") == "application/json":
             return JsonResponse({"errors": getattr(exc, "errors", {"volume": [str(exc)]})},
@@ -246,7 +272,7 @@ def operation_detail(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @signed_in
-def backup_download(request: HttpRequest, pk: str) -> HttpResponse:
+def backup_download(request: HttpRequest, pk: str) -> HttpResponseBase:
     """The archive a finished volume backup left for download (once)."""
     operation, result = _visible_operation(request, pk)
     if operation.kind != "volume.backup" or not result.get("download"):
@@ -256,15 +282,23 @@ def backup_download(request: HttpRequest, pk: str) -> HttpResponse:
     if volume is None:
         raise PermissionDenied("you may not download this volume's backup")
     policy.authorize(request.user, "volume.create", volume, actor(request))  # 403 audited
-    response = StreamingHttpResponse(transfers.download(str(result["download"])),
+    try:
+        answer = transfers.fetch_from_host(operation.host_name, str(result["download"]),
+                                           request.headers.get("Range"))
+    except transfers.TransferFailed as exc:
+        return HttpResponse(f"{exc}\n", status=502, content_type="text/plain")
+    response = StreamingHttpResponse(transfers.chunks_of(answer), status=answer.status_code,
                                      content_type="application/zstd")
+    for header in ("Content-Length", "Content-Range", "Accept-Ranges", "X-Berth-Sha256"):
+        if header in answer.headers:
+            response[header] = answer.headers[header]
     response["Content-Disposition"] = \
         f'attachment; filename="{result.get("filename") or "backup.tar.zst"}"'
     return response
 
 
 @signed_in
-def log_download(request: HttpRequest, pk: int) -> HttpResponse:
+def log_download(request: HttpRequest, pk: int) -> HttpResponseBase:
     """The container's full on-disk log, streamed from its host (through Redis)."""
     container = get_visible(request, Container.objects.select_related("host"), "container.logs",
                             pk=pk)

@@ -151,6 +151,8 @@ class Container(models.Model):
     observed_generation = models.PositiveIntegerField(default=0)
     observed_key = models.CharField(max_length=96, blank=True)
     error = models.TextField(blank=True)
+    stop_note = models.TextField(blank=True, help_text="why the last stop ended in SIGKILL, "
+                                                       "and the fix")
     last_seen = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)

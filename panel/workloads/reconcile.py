@@ -98,7 +98,7 @@ def why_out_of_sync(container: Container) -> str | None:
     if container.observed_generation < container.generation:
         return f"generation {container.generation} not observed yet"
     if container.status in ABSENT_STATUSES:
-        return f"not on host {container.host.name if container.host_id else '?'}"
+        return f"not on host {container.host.name if container.host else '?'}"
     active = container.status in ACTIVE_STATUSES
     if container.desired_state == STOPPED and active:
         return "runs but should be stopped"
@@ -119,7 +119,7 @@ def _claim_and_apply(actor: Actor, container: Container, reason: str, now: datet
     claimed = Container.objects.filter(pk=container.pk, host=container.host_id,
                                        applied_at=container.applied_at).update(
         applied_at=now, applied_generation=container.generation)
-    if claimed != 1:
+    if claimed != 1 or container.host is None:
         return False
     record_event(actor, "container.reconcile", container, reason=reason,
                  host=container.host.name)

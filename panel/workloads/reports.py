@@ -75,7 +75,8 @@ def _observed(container: Container) -> dict[str, Any]:
     return {"status": container.status, "health": container.health,
             "exit_code": container.exit_code, "oom_killed": container.oom_killed,
             "restart_count": container.restart_count,
-            "host": container.host.name if container.host_id else None}
+            "host": container.host.name if container.host else None,
+            **({"stop_note": container.stop_note} if container.stop_note else {})}
 
 
 def _remove_stray(actor: Actor, host: Host, uid: str, name: str, why: str) -> None:
@@ -112,7 +113,7 @@ def _apply_to(actor: Actor, host: Host, container: Container | None, state: dict
         if event != "removed":
             _remove_stray(actor, host, uid, container.name,
                           f"the container now belongs to "
-                          f"{container.host.name if container.host_id else 'no host'}")
+                          f"{container.host.name if container.host else 'no host'}")
         return "stray"
     reported = _reported_values(state, event)
     if event and all(getattr(container, field) == value for field, value in reported.items()):
@@ -151,7 +152,8 @@ def _reported_values(state: dict[str, Any], event: str) -> dict[str, Any]:
         "started_at": parse_time(state.get("started_at")),
         "finished_at": parse_time(state.get("finished_at")),
         "restart_count": max(_int(state.get("restart_count")), 0),
-        "error": str(state.get("error") or "")}
+        "error": str(state.get("error") or ""),
+        "stop_note": str(state.get("stop_note") or "")}
 
 
 def _is_uuid(text: str) -> bool:
@@ -176,7 +178,9 @@ def record_container_event(actor: Actor, host_name: str, uid: str, event: str,
     state.setdefault("uid", uid)
     uid = str(state.get("uid") or "")
     container = _find(uid) if uid else None
-    if container is not None and container.host_id and container.host.name == host_name:
+    host: Host
+    if container is not None and container.host is not None \
+            and container.host.name == host_name:
         host = container.host  # the usual case: one query fewer
     else:
         found = Host.objects.filter(name=host_name).first()

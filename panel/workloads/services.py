@@ -28,6 +28,7 @@ from panel.workloads.models import (
     Operation,
     Volume,
 )
+from panel.workloads.privileges import check_privileges
 from panel.workloads.secrets import decrypt_secrets, encrypt_secrets
 from panel.workloads.spec import (
     BUILTIN_NETWORKS,
@@ -39,7 +40,14 @@ from panel.workloads.spec import (
 from runtime.containers.names import generate_name
 from runtime.containers.options import NAME_PATTERN, parse_signal
 from runtime.errors import InvalidArgument
-from runtime.protocol import GENERATION_LABEL, UID_LABEL
+from runtime.protocol import GENERATION_LABEL, UID_LABEL, field_names, is_default
+
+# spec fields that have a column of their own; the others live in Container.options. (The
+# `pid` column is the observed process id, not the spec's pid namespace mode.)
+SPEC_COLUMNS = tuple(name for name in field_names()
+                     if name in {f.name for f in Container._meta.get_fields()
+                                 if getattr(f, "concrete", False)}
+                     and name != "pid")
 
 
 class Conflict(Exception):
@@ -58,7 +66,9 @@ def container_summary(container: Container) -> dict[str, Any]:
         "memory": container.memory, "cpus": container.cpus, "restart": container.restart,
         "healthcheck": container.healthcheck, "labels": container.labels,
         "init": container.init, "constraints": container.constraints,
-        "host": container.host.name if container.host_id else None,
+        **{key: value for key, value in (container.options or {}).items()
+           if key not in ("network_aliases", "port_group")},
+        "host": container.host.name if container.host else None,
         "desired_state": container.desired_state, "generation": container.generation,
     }
 
@@ -102,7 +112,7 @@ def start_operation(actor: Actor, kind: str, target: Any, host_name: str = "",
 
 def send_apply(container: Container, operation: Operation | None) -> None:
     """Queue apply_container for the container's host on commit, and note when it was sent."""
-    assert container.host_id is not None
+    assert container.host is not None
     now = timezone.now()
     Container.objects.filter(pk=container.pk).update(
         applied_generation=container.generation, applied_at=now)
@@ -122,12 +132,28 @@ def placement_request(container: Container | dict[str, Any],
             image__reference=get("image")).values_list("host_id", flat=True))
     return PlacementRequest(memory=get("memory", 0) or 0,
                             constraints=[parse_constraint(c) for c in get("constraints") or []],
-                            image_hosts=image_hosts, image=get("image"),
+                            image_hosts=image_hosts, image=str(get("image") or ""),
                             exclude=exclude or set())
 
 
-def _names_in_use(model: type, kind: str, names: list[str], errors: Errors, field: str,
-                  extra: tuple[str, ...] = ()) -> None:
+def _check_privileges(actor: Actor, project: Project | None, fields: dict[str, Any],
+                      errors: Errors) -> None:
+    """The person's right to the fields that loosen isolation (panel/workloads/privileges.py),
+    and a `container:NAME` network or IPC namespace only of a container of the same project."""
+    for field, messages in check_privileges(actor, project, fields).items():
+        for message in messages:
+            errors.add(field, message)
+    for field in ("network_mode", "ipc"):
+        value = str(fields.get(field) or "")
+        if value.startswith("container:"):
+            other = Container.objects.filter(name=value.removeprefix("container:")).first()
+            if other is None or other.project_id != (project.pk if project else None):
+                errors.add(field, f"{value}: no container of this project has that name; "
+                                  "join a container of the same project")
+
+
+def _names_in_use(model: type[Network], kind: str, names: list[str], errors: Errors,
+                  field: str, extra: tuple[str, ...] = ()) -> None:
     known = set(model.objects.filter(name__in=names).values_list("name", flat=True)) | set(extra)
     for name in names:
         if name not in known:
@@ -147,6 +173,7 @@ def create_container(actor: Actor, data: dict[str, Any], project: Project | None
     in the image table, or `pull: true`), malformed ports, memory below 6m, unknown networks or
     host, a taken name, no host fitting the constraints."""
     fields, errors = parse_container_request(data)
+    _check_privileges(actor, project, fields, errors)
     if "name" in fields and Container.objects.filter(name=fields["name"]).exists():
         errors.add("name", f"a container named {fields['name']!r} already exists: choose "
                            "another name or remove that container")
@@ -175,10 +202,13 @@ def create_container(actor: Actor, data: dict[str, Any], project: Project | None
     start = fields.pop("start")
     fields.pop("host_name")
     fields.pop("name", None)
+    # every spec field without a column of its own, where it differs from its default
+    extra = {key: fields.pop(key) for key in list(fields) if key not in SPEC_COLUMNS}
+    options = {**{k: v for k, v in extra.items() if not is_default(k, v)}, **(options or {})}
     try:
         with transaction.atomic():
             container = Container.objects.create(
-                name=name, project=project, **fields, options=options or {},
+                name=name, project=project, **fields, options=options,
                 secrets_encrypted=encrypt_secrets(secrets),
                 secret_names=sorted(secrets), requested_host=pinned, host=host,
                 desired_state=RUNNING if start else STOPPED, desired_changed_at=now)
@@ -207,7 +237,7 @@ def _set_desired(actor: Actor, container: Container, action: str, desired: str |
         container.desired_state = desired or container.desired_state
         container.desired_changed_at = timezone.now()
         container.save(update_fields=["desired_state", "desired_changed_at", "updated_at"])
-    host_name = container.host.name if container.host_id else ""
+    host_name = container.host.name if container.host else ""
     operation = start_operation(actor, action, container, host_name)
     record_event(actor, action, container, before=before,
                  after={"desired_state": container.desired_state},
@@ -271,7 +301,7 @@ def remove_container(actor: Actor, container: Container, force: bool = False) ->
     if container.status in ACTIVE_STATUSES and container.desired_state == RUNNING and not force:
         raise Conflict(f"container {container.name} is running: stop it first or remove it "
                        "with force")
-    host_name = container.host.name if container.host_id else ""
+    host_name = container.host.name if container.host else ""
     operation = start_operation(actor, "container.remove", container, host_name)
     record_event(actor, "container.remove", container, before=container_summary(container),
                  operation=str(operation.pk), force=force)
@@ -296,7 +326,7 @@ def read_container_secrets(actor: Actor, container: Container) -> dict[str, str]
 
 def _send_action(container: Container, action: str, params: dict[str, Any],
                  operation: Operation) -> None:
-    if container.host_id:
+    if container.host is not None:
         send_on_commit(container.host.name, "container_action", str(container.uid), action,
                        params, str(operation.pk))
 
@@ -304,7 +334,7 @@ def _send_action(container: Container, action: str, params: dict[str, Any],
 # --- images, volumes, networks ------------------------------------------------------------------
 
 @transaction.atomic
-def pull_image(actor: Actor, reference: str, host_name: str | None = None,
+def pull_image(actor: Actor, reference: Any, host_name: str | None = None,
                credentials: dict[str, str] | None = None) -> tuple[Image, list[Operation]]:
     """Pull `reference` on one host, or on every host that is up; one operation per host."""
     errors = Errors()
@@ -345,7 +375,7 @@ def _labels(labels: Any) -> dict[str, str]:
 
 
 @transaction.atomic
-def create_volume(actor: Actor, name: str, labels: dict[str, str] | None = None,
+def create_volume(actor: Actor, name: Any, labels: dict[str, str] | None = None,
                   host_name: str | None = None,
                   project: Project | None = None) -> tuple[Volume, Operation]:
     """A named volume. Hosts create their copy when a container first mounts it, or now on
@@ -406,7 +436,7 @@ def remove_volume(actor: Actor, volume: Volume) -> Operation:
 
 
 @transaction.atomic
-def create_network(actor: Actor, name: str, subnet: str | None = None,
+def create_network(actor: Actor, name: Any, subnet: str | None = None,
                    gateway: str | None = None,
                    labels: dict[str, str] | None = None,
                    project: Project | None = None,

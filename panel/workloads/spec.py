@@ -2,11 +2,17 @@
 
 Each check reuses the runtime's own parsers (runtime/containers/options.py, runtime/network/
 ports.py, runtime/images/reference.py) so the panel accepts exactly what a host accepts. Every
-problem is collected under its field name, so one answer names every bad field."""
+problem is collected under its field name, so one answer names every bad field.
+
+The fields are those of `runtime.protocol.ContainerSpec` that the API may set (`API_FIELDS`),
+plus the panel's own `secrets`, `host` and `start`. Fields with a check of their own here are
+checked by it; every other field is checked by the spec type (its type, the protocol's format
+rules), so a field added to the spec is accepted here with no change to this module."""
 
 from __future__ import annotations
 
 import re
+import signal
 from typing import Any
 
 from panel.fleet.placement import parse_constraint
@@ -15,15 +21,27 @@ from runtime.containers.health import check_test
 from runtime.errors import InvalidArgument
 from runtime.images.reference import parse_reference
 from runtime.network.ports import parse_port_spec
+from runtime.protocol import ContainerSpec, SpecInvalid, check_formats, spec_fields
 
-FIELDS = ("name", "image", "pull", "command", "entrypoint", "env", "secrets", "ports", "volumes",
-          "networks", "memory", "cpus", "restart", "healthcheck", "labels", "init", "host",
-          "constraints", "start")
+API_FIELDS = tuple(info.name for info in spec_fields() if info.api)
+PANEL_FIELDS = ("secrets", "host", "start")
+FIELDS = (*API_FIELDS, *PANEL_FIELDS)
 BUILTIN_NETWORKS = ("berth", "none")  # the runtime's default bridge, and no network at all
 RESERVED_LABEL_PREFIX = "berth."
 MAX_CPUS = 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _FLAG = re.compile(r"(?:--[a-z-]+|-[pv]) ")
+# fields parse_container_request checks itself; _optional_fields checks _CHECKED_HERE; the spec
+# type checks every other one
+_CHECKED_ABOVE = ("name", "image", "pull", "command", "entrypoint", "env", "ports", "volumes",
+                  "networks", "memory", "cpus", "restart", "healthcheck", "labels", "init",
+                  "constraints")
+_CHECKED_HERE = ("user", "workdir", "hostname", "read_only", "stop_signal", "stop_timeout",
+                 "pids_limit", "shm_size", "memory_reservation")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$")
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 HEALTH_FIELDS = ("test", "interval", "timeout", "retries", "start_period", "start_interval")
 
 
@@ -196,14 +214,10 @@ def parse_container_request(data: Any) -> tuple[dict[str, Any], Errors]:
         volumes = []
     for index, spec in enumerate(volumes):
         try:
-            mount = opts.parse_volume(spec)
+            opts.parse_volume(spec)
         except InvalidArgument as exc:
             errors.add("volumes", f"volumes[{index}]: {_message(exc)}")
-            continue
-        if mount.is_bind:
-            errors.add("volumes", f"volumes[{index}] {spec!r}: bind mounts of host paths are "
-                                  "not allowed through the panel; use a named volume "
-                                  "NAME:/path[:ro]")
+    # Who may bind-mount which host paths is the privilege check's (panel/workloads/privileges)
     out["volumes"] = volumes
 
     networks = data.get("networks") or []
@@ -216,7 +230,7 @@ def parse_container_request(data: Any) -> tuple[dict[str, Any], Errors]:
         out["memory"] = opts.parse_memory(data.get("memory"))
     except InvalidArgument as exc:
         errors.add("memory", _message(exc) + " (allowed: 0 for no limit, or at least 6m)")
-    cpus = data.get("cpus")
+    cpus: Any = data.get("cpus")
     if cpus in (None, "", 0):
         out["cpus"] = 0.0
     else:
@@ -266,4 +280,88 @@ def parse_container_request(data: Any) -> tuple[dict[str, Any], Errors]:
             errors.add("constraints", str(exc))
     out["constraints"] = constraints
     out["start"] = _bool("start", data.get("start"), True, errors)
-    return out, errors
+    return _optional_fields(data, out, errors), errors
+
+
+def _size(field: str, value: Any, errors: Errors) -> int:
+    """Bytes, or a number with b/k/m/g/t (e.g. "64m"); 0/None for the default."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.fullmatch(value.lower()) if isinstance(value, str) else None
+    if match is None:
+        errors.add(field, f"{value!r} is not a size: use bytes, or a number with b, k, m, g "
+                          "(e.g. 64m)")
+        return 0
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _optional_fields(data: dict[str, Any], out: dict[str, Any], errors: Errors,
+                     ) -> dict[str, Any]:
+    """The spec fields beyond the model's columns: each one present (not null) is checked, by
+    its own check below or by the spec type, and added to `out`; absent ones are left out
+    (their default applies), so a caller that sets some of them itself keeps its values."""
+    given = {key for key in API_FIELDS if data.get(key) is not None}
+    checked = dict(out)
+    out = {}
+    user = data.get("user")
+    if isinstance(user, int) and not isinstance(user, bool):
+        user = str(user)
+    if user is not None and (not isinstance(user, str) or not user
+                             or any(c.isspace() for c in user)):
+        errors.add("user", 'must be USER, UID or UID:GID (e.g. "1000:1000"), without spaces')
+    out["user"] = user
+    workdir = data.get("workdir")
+    if workdir is not None and (not isinstance(workdir, str) or not workdir.startswith("/")
+                                or ".." in workdir.split("/")):
+        errors.add("workdir", f"{workdir!r} must be an absolute path without '..'")
+    out["workdir"] = workdir
+    hostname = data.get("hostname")
+    if hostname is not None and (not isinstance(hostname, str)
+                                 or not _HOSTNAME.match(hostname)):
+        errors.add("hostname", f"{hostname!r} is not a valid host name: letters, digits, '-', "
+                               "'_' and '.', at most 63 characters a label")
+    out["hostname"] = hostname
+    out["read_only"] = _bool("read_only", data.get("read_only"), False, errors)
+    stop_signal = data.get("stop_signal")
+    if stop_signal is not None:
+        try:
+            if isinstance(stop_signal, bool) or not isinstance(stop_signal, str | int):
+                raise InvalidArgument(f"invalid signal {stop_signal!r}")
+            stop_signal = signal.Signals(opts.parse_signal(stop_signal)).name
+        except (InvalidArgument, ValueError):
+            errors.add("stop_signal", f"{stop_signal!r} is not a signal: use a name such as "
+                                      "SIGTERM or QUIT, or a number")
+    out["stop_signal"] = stop_signal
+    for field in ("stop_timeout", "pids_limit"):
+        value = data.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or (field == "stop_timeout" and value < 0)):
+            allowed = "seconds, a whole number >= 0" if field == "stop_timeout" else \
+                "a whole number (0 or -1: no limit)"
+            errors.add(field, f"{value!r} is not allowed: {allowed}")
+            value = None
+        out[field] = opts.parse_pids_limit(value) if field == "pids_limit" else value
+    for field in ("shm_size", "memory_reservation"):
+        out[field] = _size(field, data.get(field), errors)
+    handled = {*_CHECKED_ABOVE, *_CHECKED_HERE, *PANEL_FIELDS}
+    rest = {key: data[key] for key in given if key not in handled}
+    try:
+        spec = ContainerSpec.from_dict({**rest, "image": "checked-above"})
+    except SpecInvalid as exc:
+        for field, messages in exc.errors.items():
+            for message in messages:
+                errors.add(field, message)
+        spec = ContainerSpec.from_dict({key: value for key, value in rest.items()
+                                        if key not in exc.errors})
+    for field, messages in check_formats(spec).items():
+        for message in messages:
+            errors.add(field, message)
+    for key in rest:
+        out[key] = getattr(spec, key)
+    for key in ("cap_add", "cap_drop"):  # as the protocol writes them: NET_ADMIN, ALL
+        if key in out:
+            out[key] = [cap.upper().removeprefix("CAP_") for cap in out[key]]
+    checked.update({key: value for key, value in out.items() if key in given})
+    return checked

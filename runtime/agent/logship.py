@@ -144,6 +144,7 @@ class LogShipper:
             log.warning("another log shipper serves %s; not starting a second", self.host.root)
             return False
         self._lock_fd = fd
+        self.transfers.start()
         for name, target in (("berth-logship", self._ship_loop),
                              ("berth-stats", self._stats_loop),
                              ("berth-downloads", self._request_loop)):
@@ -154,6 +155,8 @@ class LogShipper:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._threads:
+            self.transfers.stop()
         for thread in self._threads:
             thread.join(10)
         self._threads.clear()

@@ -8,17 +8,49 @@ reporting containers the panel did not create).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from runtime.containers.options import HealthOptions, RunOptions
 from runtime.containers.record import Container
 from runtime.errors import InvalidArgument
-from runtime.protocol import GENERATION_LABEL, PORT_GROUP_LABEL, UID_LABEL
+from runtime.protocol import (
+    GENERATION_LABEL,
+    PORT_GROUP_LABEL,
+    UID_LABEL,
+    field_info,
+    is_default,
+    spec_fields,
+)
 
 DESIRED_STATES = ("running", "stopped")
-# Optional spec fields passed straight through to RunOptions when present.
-_PASSTHROUGH = ("user", "workdir", "hostname", "stop_timeout", "stop_signal", "read_only",
-                "pids_limit", "network_aliases")
+# Spec fields whose RunOptions counterpart has another name or shape: converted in run_options.
+_CONVERTED = {"name", "image", "command", "env", "volumes", "memory", "cpus", "restart", "init",
+              "entrypoint", "labels", "healthcheck", "networks", "ports"}
+_RUN_OPTION_NAMES = {f.name for f in dataclasses.fields(RunOptions)}
+
+
+def passthrough_fields() -> tuple[str, ...]:
+    """The spec fields given to RunOptions under their own name: every runtime-facing field
+    of `ContainerSpec` that RunOptions has and run_options does not convert."""
+    return tuple(info.name for info in spec_fields()
+                 if info.runtime and info.name not in _CONVERTED
+                 and info.name in _RUN_OPTION_NAMES)
+
+
+def unsupported_fields(spec: dict[str, Any]) -> list[str]:
+    """Runtime-facing spec fields set to something other than their default that this
+    runtime's RunOptions does not have (an older agent): refused rather than ignored."""
+    return sorted(key for key, value in spec.items()
+                  if key not in _RUN_OPTION_NAMES and key not in _CONVERTED
+                  and _is_runtime_field(key) and not is_default(key, value))
+
+
+def _is_runtime_field(name: str) -> bool:
+    try:
+        return field_info(name).runtime
+    except KeyError:
+        return False
 
 
 def validate_spec(spec: Any) -> dict[str, Any]:
@@ -66,7 +98,12 @@ def run_options(spec: dict[str, Any]) -> RunOptions:
     if spec.get("port_group"):
         labels[PORT_GROUP_LABEL] = str(spec["port_group"])
     entrypoint = spec.get("entrypoint")
-    extra = {key: spec[key] for key in _PASSTHROUGH if spec.get(key) is not None}
+    unsupported = unsupported_fields(spec)
+    if unsupported:
+        raise InvalidArgument(f"spec.{unsupported[0]} is not supported by this host's Berth "
+                              f"runtime ({', '.join(unsupported)} set): upgrade the agent or "
+                              "leave the field at its default")
+    extra = {key: spec[key] for key in passthrough_fields() if spec.get(key) is not None}
     return RunOptions(
         image=spec["image"],
         command=list(spec.get("command") or []),
@@ -121,7 +158,7 @@ def spec_from_container(container: Container) -> dict[str, Any]:
     networks = list((container.network_settings.get("Networks") or {}).keys())
     if not networks and mode in ("none", "host"):
         networks = [mode]
-    return {
+    return {**_kernel_fields(container),
         "uid": labels.get(UID_LABEL, ""),
         "name": container.name,
         "generation": int(labels.get(GENERATION_LABEL, "0") or 0),
@@ -143,3 +180,46 @@ def spec_from_container(container: Container) -> dict[str, Any]:
         "labels": labels,
         "init": bool(host_config.get("Init")),
     }
+
+
+def _kernel_fields(container: Container) -> dict[str, Any]:
+    """The kernel-facing spec fields of `container` that differ from their defaults (so a
+    container made without them reads back exactly as before)."""
+    from runtime.containers.kernel_options import DEFAULT_SHM_SIZE
+
+    host_config = container.host_config
+    log_config = host_config.get("LogConfig") or {}
+    logging = ({"driver": log_config.get("Type"), "options": dict(log_config.get("Config") or {})}
+               if log_config.get("Type") not in (None, "", "json-file")
+               or log_config.get("Config") else {})
+    mode = str(host_config.get("NetworkMode") or "")
+    fields: dict[str, Any] = {
+        "cap_add": list(host_config.get("CapAdd") or []),
+        "cap_drop": list(host_config.get("CapDrop") or []),
+        "privileged": bool(host_config.get("Privileged")),
+        "security_opt": list(host_config.get("SecurityOpt") or []),
+        "devices": [f"{d['PathOnHost']}:{d['PathInContainer']}:{d['CgroupPermissions']}"
+                    for d in host_config.get("Devices") or []],
+        "sysctls": dict(host_config.get("Sysctls") or {}),
+        "ulimits": {u["Name"]: {"soft": u["Soft"], "hard": u["Hard"]}
+                    for u in host_config.get("Ulimits") or []},
+        "tmpfs": [f"{path}:{opts}" if opts else path
+                  for path, opts in (host_config.get("Tmpfs") or {}).items()],
+        "shm_size": (0 if int(host_config.get("ShmSize") or DEFAULT_SHM_SIZE) == DEFAULT_SHM_SIZE
+                     else int(host_config["ShmSize"])),
+        "extra_hosts": list(host_config.get("ExtraHosts") or []),
+        "dns": list(host_config.get("Dns") or []),
+        "dns_search": list(host_config.get("DnsSearch") or []),
+        "dns_opt": list(host_config.get("DnsOptions") or []),
+        "pid": str(host_config.get("PidMode") or ""),
+        "ipc": "" if host_config.get("IpcMode") in (None, "", "private")
+        else str(host_config["IpcMode"]),
+        "network_mode": mode if mode.startswith("container:") else "",
+        "logging": logging,
+        "platform": str(host_config.get("Platform") or ""),
+        "memory_reservation": int(host_config.get("MemoryReservation") or 0),
+        "cpus_reservation": (host_config.get("NanoCpusReservation") or 0) / 1e9,
+        "group_add": list(host_config.get("GroupAdd") or []),
+    }
+    # `expose` is not read back: Config.ExposedPorts mixes it with the image's own ports
+    return {key: value for key, value in fields.items() if value}

@@ -126,7 +126,7 @@ def _add_create_flags(parser: argparse.ArgumentParser) -> None:
     add("-l", "--label", action="append", default=[], metavar="K=V", help="set a label")
     add("--hostname", metavar="NAME", help="container host name (default: the short id)")
     add("--network", "--net", action="append", default=[], metavar="NET",
-        help="network to join (repeatable; default: berth; also none or host)")
+        help="network to join (repeatable; default: berth), or host, none, container:NAME")
     add("--ip", metavar="IP", help="IPv4 address on the (single) network")
     add("--network-alias", action="append", default=[], metavar="ALIAS",
         help="extra DNS name on the container's networks (repeatable)")
@@ -141,6 +141,43 @@ def _add_create_flags(parser: argparse.ArgumentParser) -> None:
     add("--health-start-interval", metavar="DURATION",
         help="time between checks during the start period (default 5s)")
     add("--no-healthcheck", action="store_true", help="disable the image's health check")
+    add("--cap-add", action="append", default=[], metavar="CAP",
+        help="add a Linux capability (NET_ADMIN…, or ALL; repeatable)")
+    add("--cap-drop", action="append", default=[], metavar="CAP",
+        help="drop a Linux capability (CHOWN…, or ALL; repeatable)")
+    add("--privileged", action="store_true",
+        help="every capability and host device, no seccomp filter, no masked paths")
+    add("--security-opt", action="append", default=[], metavar="OPT",
+        help="no-new-privileges[:true|false], seccomp=unconfined|FILE, systempaths=unconfined")
+    add("--device", action="append", default=[], metavar="/dev/HOST[:/dev/CTR[:rwm]]",
+        help="add a host device (repeatable)")
+    add("--sysctl", action="append", default=[], metavar="KEY=VALUE",
+        help="a namespaced kernel parameter: net.*, kernel.shm*/msg*/sem, fs.mqueue.*")
+    add("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+        help="a resource limit such as nofile=1024:2048 (-1: unlimited)")
+    add("--tmpfs", action="append", default=[], metavar="/PATH[:OPTS]",
+        help="mount a tmpfs (opts: size=64m,mode=1777,uid=,gid=,exec…)")
+    add("--shm-size", metavar="SIZE", help="size of /dev/shm (default 64m)")
+    add("--add-host", action="append", default=[], metavar="NAME:IP",
+        help="add an /etc/hosts line (IP may be host-gateway)")
+    add("--dns", action="append", default=[], metavar="IP", help="a DNS resolver")
+    add("--dns-search", action="append", default=[], metavar="DOMAIN",
+        help="a DNS search domain")
+    add("--dns-option", action="append", default=[], metavar="OPT",
+        help="a resolv.conf option such as ndots:2")
+    add("--pid", default="", metavar="MODE", help="host: share the host's PID namespace")
+    add("--ipc", default="", metavar="MODE",
+        help="private, shareable, host or container:NAME")
+    add("--expose", action="append", default=[], metavar="PORT[/PROTO]",
+        help="record an exposed port (publishes nothing)")
+    add("--log-driver", default="", metavar="DRIVER", help="json-file (default), local or none")
+    add("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+        help="max-size=10m, max-file=3")
+    add("--platform", default="", metavar="OS/ARCH",
+        help="check that the container runs on this platform (no emulation)")
+    add("--memory-reservation", metavar="SIZE", help="memory soft limit, e.g. 128m")
+    add("--group-add", action="append", default=[], metavar="GROUP",
+        help="an extra group for the process (name or gid)")
     add("image", metavar="IMAGE")
     add("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
@@ -172,6 +209,15 @@ def run_options(args: argparse.Namespace) -> RunOptions:
                                           "--health-start-interval"),
             retries=args.health_retries or 0,
         )
+    from runtime.containers.kernel_options import parse_log_opts
+
+    modes = [n for n in args.network if n in ("host", "none") or n.startswith("container:")]
+    if len(modes) > 1:
+        raise InvalidArgument(f"--network {modes[0]} cannot be combined with --network "
+                              f"{modes[1]}: pick one")
+    logging = {}
+    if args.log_driver or args.log_opt:
+        logging = {"driver": args.log_driver, "options": parse_log_opts(args.log_opt)}
     return RunOptions(
         image=args.image, command=list(args.command), name=args.name, env=args.env,
         env_files=args.env_file, volumes=args.volume, memory=args.memory, cpus=args.cpus,
@@ -179,8 +225,16 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         workdir=args.workdir, entrypoint=args.entrypoint, read_only=args.read_only,
         stop_timeout=args.stop_timeout, stop_signal=args.stop_signal, labels=args.label,
         health=health, hostname=args.hostname, auto_remove=bool(getattr(args, "rm", False)),
-        networks=args.network, ip=args.ip, network_aliases=args.network_alias,
-        publish=args.publish, publish_all=args.publish_all,
+        networks=[n for n in args.network if n not in modes], ip=args.ip,
+        network_aliases=args.network_alias, publish=args.publish, publish_all=args.publish_all,
+        network_mode=modes[0] if modes else "",
+        cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+        security_opt=args.security_opt, devices=args.device, sysctls=args.sysctl,
+        ulimits=args.ulimit, tmpfs=args.tmpfs, shm_size=args.shm_size or 0,
+        extra_hosts=args.add_host, dns=args.dns, dns_search=args.dns_search,
+        dns_opt=args.dns_option, pid=args.pid, ipc=args.ipc, expose=args.expose,
+        logging=logging, platform=args.platform,
+        memory_reservation=args.memory_reservation or 0, group_add=args.group_add,
     )
 
 
@@ -396,6 +450,9 @@ def _logs(args: argparse.Namespace) -> int:
 
     manager = _host(args).containers
     container = manager.get(args.container)
+    if (container.host_config.get("LogConfig") or {}).get("Type") == "none":
+        raise InvalidArgument(f"container {container.name} uses logging driver none: no log "
+                              "is kept, so there is nothing to read")
     tail = None
     if args.tail != "all":
         if not str(args.tail).isdigit():

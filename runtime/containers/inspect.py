@@ -34,7 +34,7 @@ def inspect_container(container: Container) -> dict[str, Any]:
         "RestartCount": container.restart_count,
         "Driver": "overlay",
         "Platform": "linux",
-        "HostConfig": {**container.host_config, "LogConfig": {"Type": "k8s-file", "Config": {}}},
+        "HostConfig": host_config(container),
         "GraphDriver": {"Name": "overlay", "Data": {
             "MergedDir": str(container.rootfs),
             "UpperDir": str(container.directory / "upper"),
@@ -46,6 +46,25 @@ def inspect_container(container: Container) -> dict[str, Any]:
         "NetworkSettings": network_settings(container),
         "OCIRuntime": container.runtime,
     }
+
+
+# What docker prints for a kernel-facing field left unset (and for records older than it).
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "CapAdd": None, "CapDrop": None, "Privileged": False, "SecurityOpt": None, "Devices": [],
+    "Sysctls": {}, "Ulimits": [], "Tmpfs": {}, "ShmSize": 64 * 1024 * 1024, "ExtraHosts": None,
+    "Dns": [], "DnsSearch": [], "DnsOptions": [], "PidMode": "", "IpcMode": "private",
+    "LogConfig": {"Type": "json-file", "Config": {}}, "MemoryReservation": 0,
+    "GroupAdd": None,
+}
+INTERNAL_KEYS = ("SeccompProfile",)  # kept for the runtime, not part of docker's output
+
+
+def host_config(container: Container) -> dict[str, Any]:
+    """docker's HostConfig: the record's, with docker's values for unset fields."""
+    result = {**HOST_CONFIG_DEFAULTS, **container.host_config}
+    for key in INTERNAL_KEYS:
+        result.pop(key, None)
+    return result
 
 
 def network_settings(container: Container) -> dict[str, Any]:

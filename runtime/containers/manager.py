@@ -24,10 +24,12 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtime.containers import kernel_options as kopts
 from runtime.containers import monitor, rootfs
 from runtime.containers import options as opts
 from runtime.containers.cgroups import cgroups_path, remove_empty_cgroup_parents
@@ -46,7 +48,8 @@ from runtime.containers.record import (
     now_iso,
 )
 from runtime.containers.spec import bind_mount, build_spec
-from runtime.containers.users import resolve_user
+from runtime.containers.stopnote import stop_note
+from runtime.containers.users import resolve_groups, resolve_user
 from runtime.errors import (
     BerthError,
     Conflict,
@@ -73,7 +76,7 @@ class ContainerManager:
     def __init__(self, host: Host):
         self.host = host
         self.root = Path(host.root)
-        self.store = ContainerStore(self.root)
+        self.store: ContainerStore = ContainerStore(self.root)
         self.network: NetworkProvider = _default_network(host)
         # conmon's --exit-command for every container (the container id is appended)
         self.exit_command: builtins.list[str] | None = None
@@ -141,9 +144,13 @@ class ContainerManager:
     def _create(self, options: opts.RunOptions) -> tuple[Container, builtins.list[str]]:
         image = self.host.images.get(options.image)
         config, host_config, requests = self._build_config(options, image)
-        network_settings = self.network.configure(options, config, host_config)
+        network_settings = self._configure_network(options, config, host_config)
+        ipc_owner = kopts.joined_container(host_config["IpcMode"])
+        if ipc_owner is not None:
+            host_config["IpcMode"] = f"container:{self._joined(ipc_owner, 'ipc', options).name}"
         layer_dirs = image.layer_dirs()
         user = resolve_user(config.get("User") or "", layer_dirs)
+        resolve_groups(list(host_config.get("GroupAdd") or []), layer_dirs)
         if host_config["Init"] and _tini() is None:
             raise RuntimeFailure("--init needs tini; run `make setup` (apt-get install tini)")
         runtime_path = self.default_runtime()
@@ -189,6 +196,45 @@ class ContainerManager:
             raise
         return container, created_volumes
 
+    def _configure_network(self, options: opts.RunOptions, config: dict[str, Any],
+                           host_config: dict[str, Any]) -> dict[str, Any]:
+        """NetworkMode and NetworkSettings at create time: another container's network
+        (`container:NAME`, which must exist), else the provider's (`host`/`none` are its
+        special networks)."""
+        mode = host_config["NetworkMode"]
+        owner_name = kopts.joined_container(mode)
+        if owner_name is not None:
+            owner = self._joined(owner_name, "network_mode", options)
+            host_config.update(NetworkMode=f"container:{owner.name}", PublishAllPorts=False,
+                               PortBindings={})
+            config["Hostname"] = owner.config.get("Hostname") or owner.short_id
+            return {"Networks": {}, "Ports": {}, "SandboxKey": ""}
+        if mode in ("host", "none"):
+            options = replace(options, networks=[mode])
+        settings = self.network.configure(options, config, host_config)
+        if not host_config.get("NetworkMode"):  # a provider without networks: loopback only
+            host_config["NetworkMode"] = "none"
+        return settings
+
+    def _joined(self, name: str, field: str, options: opts.RunOptions) -> Container:
+        """The container a `container:NAME` mode names (it must exist, and not be this one)."""
+        if options.name and name == opts.validate_name(options.name):
+            raise InvalidArgument(f"{field} container:{name} names the container itself: "
+                                  "name another container")
+        try:
+            owner = self.store.find(name)
+        except NotFound:
+            raise NotFound(f"{field} container:{name}: there is no container {name!r}; create "
+                           "it first") from None
+        if field == "ipc" and owner.host_config.get("IpcMode") != "shareable":
+            raise InvalidArgument(f"ipc container:{name}: {name}'s IPC namespace is private; "
+                                  f"create {name} with ipc shareable so others may join it")
+        if kopts.joined_container(owner.host_config.get("NetworkMode") or "") and (
+                field == "network_mode"):
+            raise InvalidArgument(f"{field} container:{name}: {name} itself uses another "
+                                  "container's network; join that one")
+        return owner
+
     def _build_config(self, options: opts.RunOptions, image: Any,
                       ) -> tuple[dict[str, Any], dict[str, Any], builtins.list[opts.MountRequest]]:
         """Docker's Config and HostConfig from the image config and the options (all parsing
@@ -227,6 +273,15 @@ class ContainerManager:
         if options.stop_timeout is not None and options.stop_timeout < 0:
             raise InvalidArgument("--stop-timeout must be 0 or more seconds")
         health = _healthcheck(options.health, image_config.get("Healthcheck"))
+        kernel = kopts.host_options(options, memory)
+        exposed = kernel.pop("ExposedPorts")
+        tmpfs_paths = set(kernel["Tmpfs"])
+        if tmpfs_paths & set(destinations):
+            raise InvalidArgument(f"tmpfs {sorted(tmpfs_paths & set(destinations))[0]} is also "
+                                  "a volume's mount point: use one of them")
+        seccomp_file = kopts.security_settings(kernel["SecurityOpt"] or []).get("seccomp", "")
+        if seccomp_file.startswith("/"):
+            kernel["SeccompProfile"] = kopts.load_seccomp_profile(seccomp_file)
         config = {
             "Hostname": options.hostname or "", "User": options.user
             if options.user is not None else image_config.get("User") or "",
@@ -234,7 +289,7 @@ class ContainerManager:
             "Cmd": cmd, "Entrypoint": entrypoint or None, "WorkingDir": workdir,
             "Image": options.image, "Labels": labels, "StopSignal": stop_signal,
             "StopTimeout": options.stop_timeout,
-            "ExposedPorts": dict(image_config.get("ExposedPorts") or {}),
+            "ExposedPorts": {**dict(image_config.get("ExposedPorts") or {}), **exposed},
             "Volumes": dict(image_config.get("Volumes") or {}),
             "Healthcheck": health,
         }
@@ -242,7 +297,7 @@ class ContainerManager:
             "Binds": list(options.volumes), "Memory": memory, "NanoCpus": nano_cpus,
             "PidsLimit": pids_limit, "RestartPolicy": restart, "Init": bool(options.init),
             "ReadonlyRootfs": bool(options.read_only), "AutoRemove": bool(options.auto_remove),
-            "NetworkMode": "none", "Runtime": "",
+            "Runtime": "", **kernel,
         }
         return config, host_config, requests
 
@@ -329,14 +384,30 @@ class ContainerManager:
         rootfs.mount_overlay(image_layers, container.directory / "upper",
                              container.directory / "work", container.rootfs)
         try:
+            if container.host_config.get("IpcMode") == "shareable":
+                shm = container.directory / "shm"
+                shm.mkdir(exist_ok=True)
+                rootfs.mount_shm(shm, int(container.host_config.get("ShmSize")
+                                          or kopts.DEFAULT_SHM_SIZE))
             self._populate_volumes(container)
-            namespace = self.network.prepare(container)
-            self._write_bundle(container, image_layers, namespace)
+            network_owner = self._namespace_owner(container, "NetworkMode")
+            if network_owner is not None:
+                namespace: str | None = f"/proc/{network_owner.state['Pid']}/ns/net"
+            else:
+                namespace = self.network.prepare(container)
+            self._write_bundle(container, image_layers, namespace, network_owner)
             # the interfaces are wired while conmon has the runtime create the container
-            wiring = _WIRING.submit(self.network.wire, container)
+            wiring = _WIRING.submit(self.network.wire if network_owner is None else _no_wiring,
+                                    container)
             try:
+                if kopts.interface_sysctls(container.host_config.get("Sysctls") or {}):
+                    wiring.result()  # the runtime sets them at create: the interfaces first
+                # the container's max-size, within the host's own limit when it has one
+                limits = [size for size in (kopts.log_size_max(
+                    container.host_config.get("LogConfig") or {}), self.log_size_max) if size]
                 pid = monitor.launch(container, runtime, self.store.exit_dir, socket_dir,
-                                     self._exit_command(container), self.log_size_max)
+                                     self._exit_command(container),
+                                     min(limits) if limits else None)
             except BaseException:
                 wiring.exception()  # finished before the teardown undoes it
                 raise
@@ -354,6 +425,7 @@ class ContainerManager:
                      OOMKilled=False, Dead=False, Pid=pid,
                      ConmonPid=monitor.read_int(container.conmon_pidfile) or 0, ExitCode=0,
                      Error="", StartedAt=now_iso(), FinishedAt=ZERO_TIME)
+        state.pop("StopNote", None)
         if container.healthcheck:
             state["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
         else:
@@ -372,19 +444,49 @@ class ContainerManager:
             if mount.get("Type") == "volume" and not mount.get("NoCopy"):
                 self.host.volumes.populate(mount["Name"], container.rootfs, mount["Destination"])
 
+    def _namespace_owner(self, container: Container, key: str) -> Container | None:
+        """The running container whose namespace `container` joins (HostConfig NetworkMode
+        or IpcMode `container:NAME`), or None when it has its own (or the host's)."""
+        name = kopts.joined_container(str(container.host_config.get(key) or ""))
+        if name is None:
+            return None
+        field = "network_mode" if key == "NetworkMode" else "ipc"
+        try:
+            owner = self.store.find(name)
+        except NotFound:
+            raise NotFound(f"{container.name} uses {field} container:{name}, but there is no "
+                           f"container {name!r} any more; create it, or recreate "
+                           f"{container.name} without it") from None
+        if not owner.running or not monitor.process_alive(owner.state.get("Pid")):
+            raise ContainerNotRunning(f"{container.name} joins the namespace of container "
+                                      f"{name} ({field} container:{name}), which is not "
+                                      f"running; start {name} first")
+        return owner
+
     def _write_bundle(self, container: Container, layer_dirs: builtins.list[Path],
-                      namespace: str | None) -> None:
+                      namespace: str | None, network_owner: Container | None = None) -> None:
         import json
 
+        host_config = container.host_config
         user = resolve_user(container.config.get("User") or "", layer_dirs)
+        for gid in resolve_groups(list(host_config.get("GroupAdd") or []), layer_dirs):
+            if gid not in user.additional_gids:
+                user.additional_gids.append(gid)
         hostname = container.config.get("Hostname") or container.short_id
-        read_only = bool(container.host_config.get("ReadonlyRootfs"))
-        files = {
-            "hosts": hosts_file(container, hostname, self.network.hosts_entries(container)),
-            "hostname": hostname + "\n",
-            "resolv.conf": self.network.resolv_conf(container),
-        }
+        read_only = bool(host_config.get("ReadonlyRootfs"))
         extra = []
+        files = {"hostname": hostname + "\n"}
+        if network_owner is None:
+            files["hosts"] = hosts_file(container, hostname, [
+                *self.network.hosts_entries(container), *self._extra_hosts(container)])
+            files["resolv.conf"] = kopts.resolv_conf(
+                self.network.resolv_conf(container), list(host_config.get("Dns") or []),
+                list(host_config.get("DnsSearch") or []),
+                list(host_config.get("DnsOptions") or []))
+        else:  # the network's owner's own files, as docker shares them
+            for filename in ("hosts", "resolv.conf"):
+                extra.append(bind_mount(network_owner.directory / filename, f"/etc/{filename}",
+                                        read_only))
         for filename, content in files.items():
             (container.directory / filename).write_text(content)
             extra.append(bind_mount(container.directory / filename, f"/etc/{filename}",
@@ -392,9 +494,43 @@ class ContainerManager:
         volume_mounts = sorted(container.mounts, key=lambda m: m["Destination"].count("/"))
         for mount in volume_mounts:
             extra.append(bind_mount(mount["Source"], mount["Destination"], not mount["RW"]))
-        spec = build_spec(container.id, container.config, container.host_config, user, extra,
-                          namespace, cgroups_path(container))
+        ipc_owner = self._namespace_owner(container, "IpcMode")
+        ipc_namespace = shm_source = None
+        if ipc_owner is not None:
+            ipc_namespace = f"/proc/{ipc_owner.state['Pid']}/ns/ipc"
+            shm_source = str(ipc_owner.directory / "shm")
+        elif host_config.get("IpcMode") == "shareable":
+            shm_source = str(container.directory / "shm")
+        elif host_config.get("IpcMode") == "host":
+            shm_source = "/dev/shm"
+        spec = build_spec(container.id, container.config, host_config, user, extra,
+                          namespace, cgroups_path(container), ipc_namespace, shm_source)
         (container.bundle / "config.json").write_text(json.dumps(spec))
+
+    def _extra_hosts(self, container: Container) -> builtins.list[str]:
+        """/etc/hosts lines of HostConfig.ExtraHosts (`host-gateway`: the primary network's
+        gateway; with the host's network, the host itself)."""
+        lines = []
+        for entry in container.host_config.get("ExtraHosts") or []:
+            name, _, address = entry.partition(":")
+            if address == kopts.HOST_GATEWAY:
+                address = self._gateway(container)
+            lines.append(f"{address}\t{name}")
+        return lines
+
+    @staticmethod
+    def _gateway(container: Container) -> str:
+        mode = container.host_config.get("NetworkMode") or ""
+        if mode == "host":
+            return "127.0.0.1"
+        networks: dict[str, Any] = (container.network_settings or {}).get("Networks") or {}
+        primary: dict[str, Any] = networks.get(mode) or {}
+        gateway = primary.get("Gateway") or next(
+            (e.get("Gateway") for e in networks.values() if e and e.get("Gateway")), "")
+        if not gateway:
+            raise InvalidArgument(f"extra_hosts host-gateway: container {container.name}'s "
+                                  "network has no gateway; use an address instead")
+        return str(gateway)
 
     # -- observe -----------------------------------------------------------------------------
     def refresh(self, container: Container) -> Container:
@@ -473,6 +609,7 @@ class ContainerManager:
             self.runtime_for(container).delete(container.id)
         finally:
             rootfs.unmount(container.rootfs)
+            rootfs.unmount(container.directory / "shm")  # a shareable /dev/shm
             self.network.release(container)
 
     def _wait_exit(self, container: Container, timeout: float) -> bool:
@@ -512,6 +649,11 @@ class ContainerManager:
             except ContainerNotRunning:
                 pass
             if not self._wait_exit(container, max(0.0, float(timeout) - drained)):
+                # Recorded before the kill, so whoever finalises the exit keeps it.
+                container.state["StopNote"] = stop_note(
+                    int(container.state.get("Pid") or 0), signal, float(timeout),
+                    bool(container.host_config.get("Init")))
+                self.store.save(container)
                 self._kill_and_wait(container, runtime)
             return self._reload(container)
 
@@ -755,6 +897,10 @@ def _default_env(env: list[str], hostname: str, home: str) -> list[str]:
     if "HOME" not in names:
         result.append(f"HOME={home}")
     return result
+
+
+def _no_wiring(container: Container) -> None:
+    """A container in another's network namespace: nothing to wire."""
 
 
 def _tini() -> str | None:

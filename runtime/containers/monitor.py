@@ -42,7 +42,7 @@ def conmon_argv(container: Container, runtime: OCIRuntime, exit_dir: Path, socke
         "-r", runtime.path, f"--runtime-arg=--root={runtime.state_root}",
         "-b", str(container.bundle), "-p", str(container.pidfile),
         "--conmon-pidfile", str(container.conmon_pidfile),
-        "--exit-dir", str(exit_dir), "-l", f"k8s-file:{container.log_path}",
+        "--exit-dir", str(exit_dir), "-l", log_target(container),
         "--socket-dir-path", str(socket_dir), "--persist-dir", str(container.userdata),
         "--log-level", "error",
     ]
@@ -53,6 +53,12 @@ def conmon_argv(container: Container, runtime: OCIRuntime, exit_dir: Path, socke
         for arg in exit_command[1:]:
             argv += ["--exit-command-arg", arg]
     return argv
+
+
+def log_target(container: Container) -> str:
+    """conmon's -l: the k8s-file log (json-file and local), or nothing for driver none."""
+    log_type = (container.host_config.get("LogConfig") or {}).get("Type")
+    return "none:" if log_type == "none" else f"k8s-file:{container.log_path}"
 
 
 def launch(container: Container, runtime: OCIRuntime, exit_dir: Path, socket_dir: Path,

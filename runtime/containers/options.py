@@ -12,6 +12,7 @@ import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runtime.errors import InvalidArgument
 
@@ -86,6 +87,29 @@ class RunOptions:
     network_aliases: list[str] = field(default_factory=list)
     publish: list[str] = field(default_factory=list)  # -p [IP:][HOST:]CTR[/tcp|/udp]
     publish_all: bool = False
+    # kernel-facing fields (the container spec's names; parsed by `host_options`)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    security_opt: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    sysctls: dict[str, str] | list[str] = field(default_factory=dict)
+    ulimits: dict[str, Any] | list[str] = field(default_factory=dict)
+    tmpfs: list[str] = field(default_factory=list)
+    shm_size: int | str = 0
+    extra_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_opt: list[str] = field(default_factory=list)
+    pid: str = ""
+    ipc: str = ""
+    network_mode: str = ""
+    expose: list[str] = field(default_factory=list)
+    logging: dict[str, Any] = field(default_factory=dict)
+    platform: str = ""
+    memory_reservation: int | str = 0
+    cpus_reservation: float | str = 0
+    group_add: list[str] = field(default_factory=list)
 
 
 def validate_name(name: str) -> str:

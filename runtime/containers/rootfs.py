@@ -46,6 +46,22 @@ def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path)
                              f"{os.strerror(err)}")
 
 
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+
+
+def mount_shm(target: Path, size: int) -> None:
+    """A tmpfs of `size` bytes for a shareable /dev/shm (mode 1777, nosuid, nodev, noexec);
+    `target` must exist. Mounted on the host so other containers can bind it."""
+    if is_mounted(target):
+        return
+    data = f"mode=1777,size={size}".encode()
+    if _libc.mount(b"shm", str(target).encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   data) != 0:
+        err = ctypes.get_errno()
+        raise RuntimeFailure(f"mounting the shareable /dev/shm at {target} failed: "
+                             f"{os.strerror(err)}")
+
+
 def is_mounted(target: Path) -> bool:
     """Whether `target` is a mount point (read from /proc/self/mountinfo)."""
     wanted = str(target)

@@ -73,6 +73,13 @@ def default_filter(capabilities: list[str]) -> dict[str, Any] | None:
     return _cached(path, stat.st_mtime_ns, stat.st_size, tuple(sorted(capabilities)))
 
 
+def profile_filter(profile: dict[str, Any], capabilities: list[str]) -> dict[str, Any]:
+    """The OCI `linux.seccomp` of a given Docker-format profile (`--security-opt
+    seccomp=FILE`, read at create time) for this bounding capability set."""
+    return oci_profile(profile, set(capabilities), platform.machine(), _kernel_version(),
+                       missing_abis())
+
+
 @lru_cache(maxsize=8)
 def _cached(path: str, _mtime: int, _size: int, capabilities: tuple[str, ...]) -> dict[str, Any]:
     try:

@@ -104,3 +104,22 @@ def resolve_user(spec: str, layer_dirs: list[Path]) -> ResolvedUser:
     if uid > 0xFFFFFFFE or gid > 0xFFFFFFFE:
         raise InvalidArgument(f"user {spec!r} is out of range: ids must be below 4294967295")
     return ResolvedUser(uid=uid, gid=gid, additional_gids=additional, home=home)
+
+
+def resolve_groups(names: list[str], layer_dirs: list[Path]) -> list[int]:
+    """`group_add`: numeric gids as given, names looked up in the image's /etc/group."""
+    groups = _entries(_layer_file(layer_dirs, "etc/group"), 4)
+    gids: list[int] = []
+    for name in names:
+        if name.isdigit():
+            gid = int(name)
+        else:
+            match = [row for row in groups if row[0] == name and row[2].isdigit()]
+            if not match:
+                raise InvalidArgument(
+                    f"unable to find group {name!r} (group_add): no matching entry in the "
+                    "image's /etc/group; use a numeric gid or a group the image defines")
+            gid = int(match[0][2])
+        if gid not in gids:
+            gids.append(gid)
+    return gids

@@ -170,8 +170,8 @@ class BridgeNetworks:
         """Add `container` to a network (wired now if it runs); the caller saves the record."""
         from runtime.network.manager import EndpointRequest
 
-        mode = container.host_config.get("NetworkMode")
-        if mode in SPECIAL_MODES:
+        mode = container.host_config.get("NetworkMode") or ""
+        if mode in SPECIAL_MODES or mode.startswith("container:"):
             raise Conflict(f"container {container.name} uses --network {mode}; it cannot join "
                            "a bridge network")
         network = self.manager.get(network_ref)

@@ -56,7 +56,22 @@ function operationRow(event) {
   return row;
 }
 
+// Operation pushes of two commits can arrive out of order: keep the newest version of each, and
+// a finished operation never goes back to running.
+const operationVersions = new Map();
+const FINISHED = ["succeeded", "failed"];
+
+function isStale(event) {
+  if (event.type !== "operation") return false;
+  const seen = operationVersions.get(event.id);
+  if (seen && FINISHED.includes(seen.status)) return true;
+  if (seen && event.version && seen.version >= event.version) return true;
+  operationVersions.set(event.id, { version: event.version || 0, status: event.status });
+  return false;
+}
+
 function apply(event) {
+  if (isStale(event)) return;
   if (event.type === "container") {
     update(`[data-container-id="${event.id}"]`, {
       status: event.status, health: event.health, exit_code: event.exit_code,
@@ -109,4 +124,13 @@ document.addEventListener("berth:reconnected", async () => {
   if (!page) return;
   const response = await fetch(page.dataset.stateUrl, { headers: { Accept: "application/json" } });
   if (response.ok) apply(await response.json());
+});
+
+// A backup's operation page shows the download (with its checksum) once the backup is ready.
+document.addEventListener("berth:event", (event) => {
+  const page = document.getElementById("operation");
+  const data = event.detail;
+  if (!page || page.dataset.kind !== "volume.backup" || data.type !== "operation") return;
+  if (data.id === page.dataset.operationId && data.status === "succeeded"
+      && document.getElementById("download-link")?.hidden) location.reload();
 });

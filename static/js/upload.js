@@ -6,13 +6,21 @@ const uploadText = document.getElementById("upload-text");
 const importBar = document.getElementById("import-progress");
 const importText = document.getElementById("import-text");
 let operation = null;
+// The import may report before the upload's response names its operation: the newest event of
+// every operation is kept until then (live.js drops stale ones).
+const latest = new Map();
 
-document.addEventListener("berth:event", (event) => {
-  const data = event.detail;
-  if (data.type !== "operation" || data.id !== operation) return;
+function showImport(data) {
   importBar.value = data.progress;
   importText.textContent = `${data.status}: ${data.message || ""}`;
   importBar.dataset.status = data.status;
+}
+
+document.addEventListener("berth:event", (event) => {
+  const data = event.detail;
+  if (data.type !== "operation") return;
+  if (data.id === operation) showImport(data);
+  else if (operation === null) latest.set(data.id, data);
 });
 
 form?.addEventListener("submit", (event) => {
@@ -38,6 +46,8 @@ form?.addEventListener("submit", (event) => {
       link.href = body.url; link.textContent = "pending: follow the operation";
       importText.append(link);
       importBar.dataset.operation = operation;
+      if (latest.has(operation)) showImport(latest.get(operation));
+      latest.clear();
     } else {
       const errors = body.errors ? Object.entries(body.errors).map(([k, v]) => `${k}: ${v.join(" ")}`).join("; ") : `error ${request.status}`;
       uploadText.textContent = errors;

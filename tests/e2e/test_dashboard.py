@@ -42,7 +42,7 @@ def test_container_journey_from_form_to_logs_stats_and_stop(stack: Stack, browse
     page.get_by_label("Image", exact=True).fill("busybox:latest")
     page.get_by_label("Name", exact=True).fill("e2e-logger")
     page.get_by_label("Command", exact=True).fill(f"sh -c '{LOGGER}'")
-    page.get_by_label("Memory").fill("64m")
+    page.get_by_label("Memory", exact=True).fill("64m")
     page.get_by_role("button", name="Create").click()
     page.wait_for_url(re.compile(r"/containers/\d+/$"))
     status = page.locator("h1 [data-field=status]")
@@ -100,4 +100,32 @@ def test_container_journey_from_form_to_logs_stats_and_stop(stack: Stack, browse
     assert page.locator("#import-progress").evaluate("e => e.value") == 1
     assert "e2e/uploaded:1" in page.locator("#import-text").inner_text()
     assert not [e for e in errors if "Content Security Policy" in e], errors
+    page.close()
+
+
+def test_operation_pushes_arriving_out_of_order_never_move_it_backwards(stack: Stack,
+                                                                          browser: Any):
+    """Two commits' pushes can reach the browser in either order (a control worker sends its
+    "running: importing layers" after another sent "succeeded"): the page keeps the newest, and
+    a finished operation stays finished."""
+    page = browser.new_page()
+    sign_in(page, stack.url)
+    page.goto(f"{stack.url}/operations/")
+    page.wait_for_function("() => document.getElementById('live-status').textContent === 'live'",
+                           timeout=15_000)
+    push = ("from panel.live.emit import send_now, PLATFORM_GROUP\n"
+            "base = {'type': 'operation', 'id': 'e2e-order', 'kind': 'image.import',"
+            " 'target_type': 'image', 'target_id': '', 'target_name': 'x', 'host': ''}\n"
+            "for status, progress, message, version in (EVENTS):\n"
+            "    send_now([PLATFORM_GROUP], {**base, 'status': status, 'progress': progress,"
+            " 'message': message, 'version': version})\n")
+    stack.manage("shell", "-c", push.replace("EVENTS", (
+        "('running', 0.2, 'unpacking', 1), ('succeeded', 1.0, 'imported x', 3),"
+        " ('running', 0.45, 'importing layers', 2)")))
+    row = page.locator('tr[data-operation-id="e2e-order"]')
+    row.locator('[data-field="status"]').filter(has_text="succeeded").wait_for(timeout=15_000)
+    stack.manage("shell", "-c", push.replace("EVENTS", "('running', 0.5, 'late', 4),"))
+    page.wait_for_timeout(500)  # the late push has had every chance to land
+    assert row.locator('[data-field="status"]').inner_text() == "succeeded"
+    assert row.locator('[data-field="message"]').inner_text() == "imported x"
     page.close()

@@ -79,15 +79,44 @@ def test_stop_sends_sigkill_after_the_timeout_when_sigterm_is_ignored(host):
     assert stopped.state["ExitCode"] == 137 and not stopped.state["OOMKilled"]
 
 
+def test_a_pid_1_without_a_sigterm_handler_is_killed_and_the_note_says_why(host):
+    container = run(host, "sleep", "600")  # sleep installs no handler; as PID 1 TERM is dropped
+    stopped = host.containers.stop(container.id, timeout=1)
+    assert stopped.state["ExitCode"] == 137
+    note = stopped.state["StopNote"]
+    assert "SIGKILL after 1s" in note and "PID 1 and has no SIGTERM handler" in note
+    assert "set init: true" in note
+    assert not host.containers.start(container.id).state.get("StopNote")  # a new start
+    host.containers.stop(container.id, timeout=0)
+
+
+def test_a_pid_1_ignoring_sigterm_gets_its_own_note(host):
+    container = run(host, "sh", "-c", "trap '' TERM; echo trap-ready; "
+                    "while true; do sleep 0.1; done")
+    until(lambda: "trap-ready" in output(host, container))
+    note = host.containers.stop(container.id, timeout=1).state["StopNote"]
+    assert "ignores SIGTERM" in note and "set init: true" in note
+
+
+def test_with_init_sigterm_reaches_the_process_and_no_note_is_left(host):
+    container = run(host, "sleep", "600", init=True)
+    stopped = host.containers.stop(container.id, timeout=20)
+    assert stopped.state["ExitCode"] != 137 and not stopped.state.get("StopNote")
+
+
 def test_stop_uses_the_stop_signal_and_a_handler_exits_cleanly(host):
-    container = run(host, "sh", "-c", "trap 'exit 42' USR1; while true; do sleep 0.1; done",
-                    stop_signal="USR1")
+    container = run(host, "sh", "-c", "trap 'exit 42' USR1; echo trap-ready; "
+                    "while true; do sleep 0.1; done", stop_signal="USR1")
+    until(lambda: "trap-ready" in output(host, container))  # see test_kill_sends_the_given_signal
     assert host.containers.stop(container.id, timeout=10).state["ExitCode"] == 42
 
 
 def test_kill_sends_the_given_signal(host):
-    container = run(host, "sh", "-c", "trap 'echo got-usr2; exit 5' USR2; "
+    # PID 1 of a namespace drops a signal it has no handler for: the kill waits until the shell
+    # says its trap is installed (on a busy machine the shell may not have run yet).
+    container = run(host, "sh", "-c", "trap 'echo got-usr2; exit 5' USR2; echo trap-ready; "
                     "while true; do sleep 0.1; done")
+    until(lambda: "trap-ready" in output(host, container))
     host.containers.kill(container.name, "SIGUSR2")
     assert host.containers.wait(container.id, timeout=10) == 5
     assert "got-usr2" in output(host, container)

@@ -51,6 +51,17 @@ def test_bad_input_is_400_naming_each_field(api, make_host, broker):
     assert Container.objects.count() == 0
 
 
+def test_image_reference_that_used_to_backtrack_is_400_at_once(api, make_host, broker):
+    """A reference the old pattern took minutes over answers 400 and creates nothing (no time
+    is asserted here: tests/panel/test_parsers_linear.py measures the parser)."""
+    make_host("h1")
+    for image in ("reallibrephotos/librephotos-proxy:", "a" * 40 + "-!", "MyOrg/app"):
+        response = api.post("/api/v1/containers/", {"image": image}, format="json")
+        assert response.status_code == 400
+        assert "invalid image reference" in response.json()["image"][0]
+    assert Container.objects.count() == 0
+
+
 def test_no_host_fits_the_constraints_is_400(api, make_host, broker):
     make_host("h1", labels={"zone": "east"})
     response = api.post("/api/v1/containers/", {"image": "busybox",

@@ -42,6 +42,23 @@ def test_started_then_exited_is_recorded_and_audited(web):
     assert actions == ["container.started", "container.exited"]
 
 
+def test_a_stop_that_ended_in_sigkill_says_why_on_the_container_and_in_its_history(web):
+    from panel.audit.describe import describe
+
+    agent = Actor.agent("h1")
+    reports.record_container_event(agent, "h1", str(web.uid), "started", _state(web, "running"))
+    note = ("stopped with SIGKILL after 10s: it did not exit on SIGTERM: the process is PID 1 "
+            "and has no SIGTERM handler, so the kernel dropped the signal; set init: true or "
+            "handle SIGTERM")
+    reports.record_container_event(agent, "h1", str(web.uid), "exited",
+                                   {**_state(web, "exited", finished=T1, exit_code=137),
+                                    "stop_note": note})
+    web.refresh_from_db()
+    assert web.stop_note == note
+    exited = AuditEvent.objects.get(target_id=str(web.pk), action="container.exited")
+    assert note in describe(exited)
+
+
 def test_late_started_event_does_not_undo_an_exit(web):
     agent = Actor.agent("h1")
     reports.record_container_event(agent, "h1", str(web.uid), "exited",

@@ -27,7 +27,7 @@ def test_invalid_create_names_every_bad_field_and_writes_nothing(make_host, acto
         services.create_container(actor, {
             "name": "bad name!", "image": "nosuch:1", "ports": ["80:99999"], "memory": "1m",
             "networks": ["nonet"], "restart": "sometimes", "cpus": "lots", "colour": "red",
-            "volumes": ["/etc:/host-etc"], "labels": {"berth.uid": "x"},
+            "volumes": ["data:relative/path"], "labels": {"berth.uid": "x"},
             "healthcheck": {"test": 5}, "constraints": ["zone"]})
     errors = caught.value.errors
     assert set(errors) >= {"name", "image", "ports", "memory", "networks", "restart", "cpus",
@@ -38,7 +38,7 @@ def test_invalid_create_names_every_bad_field_and_writes_nothing(make_host, acto
     assert "nonet" in errors["networks"][0] and "berth" in errors["networks"][0]
     assert "on-failure" in errors["restart"][0]
     assert "allowed" in errors["colour"][0]
-    assert "bind mounts" in errors["volumes"][0]
+    assert "must be absolute" in errors["volumes"][0]
     assert _counts() == before
     assert broker.sent("h1") == []
 

@@ -3,6 +3,7 @@ policy (viewers, other teams), bulk actions through the services, constant query
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -57,6 +58,16 @@ def test_container_page_masks_secret_looking_env_and_groups_by_stack(world):
     assert "hunter2" not in page and "DB_PASSWORD=••••••" in page and "A=b" in page
     listing = client.get("/containers/").content.decode()
     assert "Stack shop" in listing
+
+
+def test_container_page_says_why_the_last_stop_ended_in_sigkill(world):
+    container = world["container"]
+    container.stop_note = ("stopped with SIGKILL after 10s: it did not exit on SIGTERM: the "
+                           "process is PID 1 and has no SIGTERM handler, so the kernel dropped "
+                           "the signal; set init: true or handle SIGTERM")
+    container.save(update_fields=["stop_note"])
+    page = _client(world["users"]["viewer"]).get(f"/containers/{container.pk}/")
+    assert "set init: true or handle SIGTERM" in page.content.decode()
 
 
 def test_viewer_sees_status_but_no_log_viewer_and_no_actions(world):
@@ -122,3 +133,28 @@ def test_containers_page_query_count_does_not_grow_with_containers(world):
         workloads.create_container(system, {"name": f"c{i}", "image": "busybox"},
                                    world["alpha"])
     assert count() == few
+
+
+def test_create_form_sets_spec_fields_from_its_advanced_section(world):
+    client = _client(world["users"]["operator"])
+    assert b"id_cap_add" in client.get("/containers/new/").content
+    response = client.post("/containers/new/", {
+        "image": "busybox", "name": "tuned", "restart": "no", "project": str(world["alpha"].pk),
+        "user": "1000", "read_only": "on", "hostname": "my_db", "stop_signal": "QUIT",
+        "dns": "192.0.2.53\n192.0.2.54", "sysctls": "net.core.somaxconn=1024",
+        "shm_size": "64m", "stop_timeout": "5"})
+    assert response.status_code == 302, re.findall(r'role="alert"><li>(.*?)</li>',
+                                                   response.content.decode())
+    options = Container.objects.get(name="tuned").options
+    assert options == {"user": "1000", "read_only": True, "hostname": "my_db",
+                       "stop_signal": "SIGQUIT", "dns": ["192.0.2.53", "192.0.2.54"],
+                       "sysctls": {"net.core.somaxconn": "1024"}, "shm_size": 64 * 1024**2,
+                       "stop_timeout": 5}
+    response = client.post("/containers/new/", {
+        "image": "busybox", "restart": "no", "project": str(world["alpha"].pk),
+        "pid": "nope", "stop_timeout": "soon", "cap_add": "NET_ADMIN"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    for field in ("id_pid-errors", "id_stop_timeout-errors", "id_cap_add-errors"):
+        assert field in page, field
+    assert "a team admin can allow it" in page

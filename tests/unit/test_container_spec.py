@@ -106,3 +106,84 @@ def test_seccomp_comes_from_the_system_profile_unless_unconfined(monkeypatch):
     assert _spec()["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
     monkeypatch.setenv("BERTH_SECCOMP_PROFILE", "unconfined")
     assert "seccomp" not in _spec()["linux"]
+
+
+# -- the kernel-facing fields ----------------------------------------------------------------
+def test_cap_add_and_cap_drop_change_bounding_set_and_the_seccomp_rules_follow():
+    caps = _spec(host_config={"CapAdd": ["SYS_ADMIN"], "CapDrop": ["CHOWN"]})["process"][
+        "capabilities"]
+    assert "CAP_SYS_ADMIN" in caps["bounding"] and "CAP_SYS_ADMIN" in caps["effective"]
+    assert "CAP_CHOWN" not in caps["bounding"]
+
+
+def test_privileged_gets_every_capability_no_filter_and_no_masked_paths():
+    from runtime.containers.kernel_options import host_capabilities
+
+    result = _spec(host_config={"Privileged": True})
+    assert result["process"]["capabilities"]["bounding"] == [
+        f"CAP_{c}" for c in host_capabilities()]
+    linux = result["linux"]
+    assert "seccomp" not in linux and linux["maskedPaths"] == [] == linux["readonlyPaths"]
+    assert {"allow": True, "access": "rwm"} in linux["resources"]["devices"]
+    # the host's devices, except those the runtime makes in every container itself
+    assert not {d["path"] for d in linux.get("devices", [])} & set(spec.RUNTIME_DEVICES)
+    sysfs = next(m for m in result["mounts"] if m["destination"] == "/sys")
+    assert "ro" not in sysfs["options"]
+
+
+def test_security_opt_turns_off_what_it_names():
+    result = _spec(host_config={"SecurityOpt": ["no-new-privileges=false", "seccomp=unconfined",
+                                                "systempaths=unconfined"]})
+    assert result["process"]["noNewPrivileges"] is False
+    assert "seccomp" not in result["linux"] and result["linux"]["maskedPaths"] == []
+
+
+def test_devices_become_nodes_and_cgroup_rules():
+    result = _spec(host_config={"Devices": [{"PathOnHost": "/dev/null",
+                                             "PathInContainer": "/dev/mynull",
+                                             "CgroupPermissions": "rw"}]})
+    assert result["linux"]["devices"] == [{"path": "/dev/mynull", "type": "c", "major": 1,
+                                           "minor": 3, "fileMode": 0o666, "uid": 0, "gid": 0}]
+    assert result["linux"]["resources"]["devices"] == [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}]
+
+
+def test_ulimits_sysctls_tmpfs_and_shm_size_reach_the_spec():
+    result = _spec(host_config={
+        "Ulimits": [{"Name": "nofile", "Soft": 2048, "Hard": 4096},
+                    {"Name": "core", "Soft": -1, "Hard": -1}],
+        "Sysctls": {"net.core.somaxconn": "1000"}, "Tmpfs": {"/cache": "size=1024"},
+        "ShmSize": 128 * 1024**2, "MemoryReservation": 32 * 1024**2})
+    assert result["process"]["rlimits"] == [
+        {"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 4096},
+        {"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1}]
+    assert result["linux"]["sysctl"] == {**spec.NETWORK_SYSCTLS, "net.core.somaxconn": "1000"}
+    tmpfs = next(m for m in result["mounts"] if m["destination"] == "/cache")
+    assert tmpfs == {"destination": "/cache", "type": "tmpfs", "source": "tmpfs",
+                     "options": ["noexec", "nosuid", "nodev", "size=1024"]}
+    shm = next(m for m in result["mounts"] if m["destination"] == "/dev/shm")
+    assert f"size={128 * 1024**2}" in shm["options"]
+    assert result["linux"]["resources"]["memory"] == {"reservation": 32 * 1024**2}
+
+
+def test_host_pid_and_ipc_leave_out_those_namespaces_and_share_the_hosts_shm():
+    result = spec.build_spec("c" * 64, {"Cmd": ["sh"]}, {"PidMode": "host", "IpcMode": "host"},
+                             ResolvedUser(0, 0), [], None, "/berth/c", None, "/dev/shm")
+    types = [n["type"] for n in result["linux"]["namespaces"]]
+    assert "pid" not in types and "ipc" not in types and "network" in types
+    shm = next(m for m in result["mounts"] if m["destination"] == "/dev/shm")
+    assert shm["type"] == "bind" and shm["source"] == "/dev/shm"
+
+
+def test_another_containers_ipc_namespace_is_joined_by_path():
+    result = spec.build_spec("c" * 64, {"Cmd": ["sh"]}, {"IpcMode": "container:db"},
+                             ResolvedUser(0, 0), [], "/proc/9/ns/net", "/berth/c",
+                             "/proc/9/ns/ipc", "/var/lib/berth/db/shm")
+    assert {"type": "ipc", "path": "/proc/9/ns/ipc"} in result["linux"]["namespaces"]
+    assert "sysctl" in result["linux"]  # its own network sysctls only without NetworkMode host
+
+
+def test_joined_network_gets_no_network_sysctls():
+    result = _spec(host_config={"NetworkMode": "container:vpn"})
+    assert "sysctl" not in result["linux"]

@@ -4,6 +4,9 @@ filtering.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,7 +95,21 @@ def test_open_connections_counts_unclosed_tcp_to_the_dnat_target(tmp_path: Path)
     assert filtering.open_connections({"10.89.3.15"}, tmp_path / "missing") == 0
 
 
-def test_open_connections_sees_a_real_established_connection() -> None:
+@pytest.fixture
+def conntrack_active() -> Iterator[None]:
+    """The kernel tracks connections only while some rule needs it (Berth's port-group tables
+    do): a table of this test's own makes it track, whatever ran before."""
+    table = f"berth-test-ct-{os.getpid()}"
+    subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
+        f"table inet {table} {{ chain out {{ type filter hook output priority 0; "
+        "ct state established accept; }; }\n"))
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=True)
+
+
+def test_open_connections_sees_a_real_established_connection(conntrack_active: None) -> None:
     """Against the kernel's table: a loopback connection is counted while it is open."""
     import socket
 

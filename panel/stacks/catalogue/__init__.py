@@ -90,7 +90,8 @@ def check_values(parameters: list[dict[str, Any]],
     errors: dict[str, list[str]] = {}
     for key in sorted(set(values) - known):
         errors[key] = [f"unknown parameter: this template takes {', '.join(sorted(known))}"]
-    environment, secrets = {}, {}
+    environment: dict[str, str] = {}
+    secrets: dict[str, str] = {}
     for parameter in parameters:
         name = parameter["name"]
         value = values.get(name)

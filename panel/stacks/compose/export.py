@@ -13,6 +13,14 @@ import yaml
 
 from panel.stacks.compose.loader import _Core12Resolver
 from panel.stacks.compose.spec import UPDATE_DEFAULTS, NetworkSpec, ServiceSpec, StackSpec
+from runtime.protocol import LEGACY_HASH_FIELDS, field_info, is_default, spec_fields
+
+# spec fields written under their own compose key when set (the legacy ones are written below,
+# each in the form compose files use; `name` is the engine's per replica)
+_DIRECT_KEYS = tuple((info.name, info.compose) for info in spec_fields()
+                     if info.compose and info.name not in LEGACY_HASH_FIELDS
+                     and info.name != "name")
+_SIZES = ("shm_size",)
 
 _DURATION_UNITS = (("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000),
                    ("ms", 1_000_000), ("us", 1_000), ("ns", 1))
@@ -85,8 +93,15 @@ def _deploy(service: ServiceSpec) -> dict[str, Any]:
         limits["memory"] = format_size(container["memory"])
     if container["pids_limit"] is not None:
         limits["pids"] = container["pids_limit"]
-    if limits:
-        deploy["resources"] = {"limits": limits}
+    reservations: dict[str, Any] = {}
+    if container.get("cpus_reservation"):
+        reservations["cpus"] = container["cpus_reservation"]
+    if container.get("memory_reservation"):
+        reservations["memory"] = format_size(container["memory_reservation"])
+    resources = {key: value for key, value in (("limits", limits),
+                                                ("reservations", reservations)) if value}
+    if resources:
+        deploy["resources"] = resources
     if container["constraints"]:
         deploy["placement"] = {"constraints": list(container["constraints"])}
     if service.update_config != UPDATE_DEFAULTS:
@@ -137,16 +152,19 @@ def _service(stack: StackSpec, service: ServiceSpec, volume_keys: dict[str, str]
         out["restart"] = container["restart"]
     if container["init"]:
         out["init"] = True
-    for key, compose_key in (("user", "user"), ("workdir", "working_dir"),
-                             ("hostname", "hostname"), ("stop_signal", "stop_signal")):
+    for key in ("user", "workdir", "hostname", "stop_signal"):
         if container[key] is not None:
-            out[compose_key] = container[key]
+            out[field_info(key).compose] = container[key]
     if container["read_only"]:
         out["read_only"] = True
     if container["stop_timeout"] is not None:
         out["stop_grace_period"] = format_duration(container["stop_timeout"] * 1_000_000_000)
     if container["labels"]:
         out["labels"] = dict(container["labels"])
+    for key, compose_key in _DIRECT_KEYS:
+        value = container.get(key)
+        if not is_default(key, value):
+            out[compose_key] = format_size(int(value or 0)) if key in _SIZES else value
     deploy = _deploy(service)
     if deploy:
         out["deploy"] = deploy

@@ -124,6 +124,7 @@ class _Converter:
                     self._bad_tag(node, path)
                 return Node([self.convert(item, f"{path}[{index}]")
                              for index, item in enumerate(node.value)], _mark(node))
+            assert isinstance(node, ScalarNode)
             return Node(self._scalar(node, path), _mark(node))
         finally:
             self.active.discard(id(node))

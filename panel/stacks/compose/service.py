@@ -135,8 +135,11 @@ ORDERS = ("start-first", "stop-first")
 FAILURE_ACTIONS = ("rollback", "pause", "continue")
 PULL_POLICIES = {"missing": True, "if_not_present": True, "never": False}
 CONDITIONS = (SERVICE_STARTED, SERVICE_HEALTHY)
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-                       r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*")
+# Docker takes underscores in host names and aliases (service names such as my_db resolve), so
+# labels are [A-Za-z0-9_-], not starting or ending with '-'; the kernel keeps 64 bytes of one.
+_LABEL = r"[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+HOSTNAME_MAX = 64
 
 
 @dataclass
@@ -412,8 +415,8 @@ def _networks(ctx: Context, node: Node, path: str, refs: StackRefs, parsed: Pars
                     if not _HOSTNAME.fullmatch(alias):
                         ctx.error(join(option_path, f"aliases[{index}]"),
                                   fields["aliases"].value[index].mark,
-                                  f"{alias!r} is not a valid DNS name (letters, digits, '-' "
-                                  "and '.')")
+                                  f"{alias!r} is not a valid DNS name (letters, digits, '_', "
+                                  "'-' and '.')")
                 aliases[name] = sorted(set(listed))
     else:
         ctx.error(path, node.mark, f"must be a list of network names or a mapping of names to "
@@ -490,9 +493,11 @@ def _scalar_fields(ctx: Context, fields: dict[str, Node], path: str,
             container["workdir"] = workdir
     if "hostname" in fields:
         hostname = string(ctx, fields["hostname"], join(path, "hostname"))
-        if hostname is not None and not _HOSTNAME.fullmatch(hostname):
+        if hostname is not None and (not _HOSTNAME.fullmatch(hostname)
+                                     or len(hostname) > HOSTNAME_MAX):
             ctx.error(join(path, "hostname"), fields["hostname"].mark,
-                      f"{hostname!r} is not a valid host name (letters, digits, '-' and '.')")
+                      f"{hostname!r} is not a valid host name (letters, digits, '_', '-' and "
+                      f"'.', at most {HOSTNAME_MAX} characters)")
         else:
             container["hostname"] = hostname
     if "read_only" in fields:

@@ -1,12 +1,12 @@
 """The resolved stack: what a compose file means once validated, as plain JSON-ready data.
 
-`ServiceSpec.container` is the container spec of each replica, in the shape
-`panel.workloads.spec.parse_container_request` returns (the Container model's fields: image,
-pull, command, entrypoint, env, ports, volumes, networks, memory, cpus, restart, healthcheck,
-labels, init, constraints) plus the optional fields of the agent protocol (runtime/protocol.py:
-pids_limit, user, workdir, hostname, read_only, stop_signal, stop_timeout). Names of volumes and
-networks in it are the real (stack-prefixed) names. Every key is always present, so two specs
-compare and hash equal exactly when they mean the same thing.
+`ServiceSpec.container` is the container spec of each replica: the fields of
+`runtime.protocol.ContainerSpec` (CONTAINER_KEYS: all but those the engine sets per replica), in
+the shape `panel.workloads.spec.parse_container_request` returns (`env` an object). Names of
+volumes and networks in it are the real (stack-prefixed) names. The fields stacks had before the
+spec was one type (`LEGACY_HASH_FIELDS`) are always present; the others only when they differ
+from their default (`compact_container`), so two specs compare and hash equal exactly when they
+mean the same thing, and a field added to the spec changes no stored spec and no hash.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-CONTAINER_KEYS = ("image", "pull", "command", "entrypoint", "env", "ports", "volumes",
-                  "networks", "memory", "cpus", "pids_limit", "restart", "healthcheck",
-                  "labels", "init", "constraints", "user", "workdir", "hostname", "read_only",
-                  "stop_signal", "stop_timeout")
+from runtime.protocol import LEGACY_HASH_FIELDS, field_names, hash_form
+
+# set per replica by the engine (name, DNS aliases, port group), never by the file
+ENGINE_KEYS = ("name", "network_aliases", "port_group")
+CONTAINER_KEYS = tuple(name for name in field_names() if name not in ENGINE_KEYS)
 # Swarm's defaults, which compose files are written against (durations in nanoseconds).
 UPDATE_DEFAULTS: dict[str, Any] = {"parallelism": 1, "delay": 0, "order": "stop-first",
                                    "failure_action": "pause", "monitor": 5_000_000_000}
@@ -40,7 +41,7 @@ class ServiceSpec:
     aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "container": compact_container(self.container)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServiceSpec:
@@ -108,6 +109,15 @@ class StackSpec:
         return canonical_json(self.to_dict())
 
 
+def compact_container(container: dict[str, Any]) -> dict[str, Any]:
+    """The container as stored and hashed: every legacy field (present even as None, as
+    before), the other spec fields only when they differ from their default."""
+    compact = hash_form(container)
+    for key in LEGACY_HASH_FIELDS:
+        compact.setdefault(key, None)
+    return compact
+
+
 def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -125,4 +135,4 @@ def service_spec_hash(spec: ServiceSpec) -> str:
 def container_spec_hash(spec: ServiceSpec) -> str:
     """A stable hash of what the service's containers are made from (not replicas, update
     policy or ordering): when only this is unchanged, a redeploy scales but recreates nothing."""
-    return _digest({"container": spec.container, "aliases": spec.aliases})
+    return _digest({"container": compact_container(spec.container), "aliases": spec.aliases})

@@ -38,7 +38,10 @@ Control tasks (agents send them to ``control``)
 
 Payloads (what the panel sends and reads)
 -----------------------------------------
-Container ``spec`` (apply_container): ``uid``, ``name``, ``generation`` (int), ``desired``
+Container ``spec`` (apply_container): the fields of `ContainerSpec` (runtime/protocol/container.py,
+the one list of a container's fields, with types, defaults and docs; fields at their default may
+be left out) plus the envelope ``uid``, ``generation``, ``desired``, ``network_specs`` and
+``registry_credentials``. In short: ``uid``, ``name``, ``generation`` (int), ``desired``
 ("running" | "stopped"), ``image`` (reference), ``pull`` (bool: pull the image first when this
 host lacks it), ``command`` (list), ``entrypoint`` (list or None = the image's), ``env`` (list of
 "K=V", secrets included in clear: the agent needs them), ``ports`` (list "[IP:][HOST:]CTR[/udp]"),
@@ -49,6 +52,8 @@ limit), ``cpus`` (float, 0 = no limit), ``restart`` ("no" | "on-failure[:N]" | "
 holds UID_LABEL and GENERATION_LABEL), ``init`` (bool), ``network_specs`` ({name:
 ensure_network spec} for the non-default networks in ``networks``: create them first when
 missing).
+``container_state()`` also carries ``stop_note``: why the last stop ended in SIGKILL, with the
+fix (empty otherwise; cleared by the next start).
 ``operation_progress``: ``progress`` is a percentage 0..100 (the panel stores 0..1).
 Heartbeat ``inventory``: ``cpus`` (int), ``memory`` (bytes), ``disk`` ({"total", "free"} bytes of
 the state dir), ``kernel``, ``versions`` ({"runc": …, "conmon": …, "berth": …}), ``labels``
@@ -92,6 +97,30 @@ Agent details (runtime/agent; additions the panel may use or ignore)
 from __future__ import annotations
 
 from typing import Any
+
+from runtime.protocol.container import (
+    LEGACY_HASH_FIELDS,
+    ContainerSpec,
+    FieldInfo,
+    SpecInvalid,
+    check_formats,
+    default_of,
+    field_info,
+    field_names,
+    hash_form,
+    is_default,
+    spec_fields,
+)
+
+__all__ = ["LEGACY_HASH_FIELDS", "ContainerSpec", "FieldInfo", "SpecInvalid", "check_formats",
+           "default_of", "field_info", "field_names", "hash_form", "is_default", "spec_fields",
+           "CONTROL_QUEUE", "UID_LABEL", "GENERATION_LABEL", "PORT_GROUP_LABEL",
+           "AGENT_TASK_PREFIX", "CONTROL_TASK_PREFIX", "PENDING", "RUNNING", "SUCCEEDED",
+           "FAILED", "EVENTS", "ENVELOPE_FIELDS", "host_queue", "agent_task", "control_task",
+           "container_state"]
+
+# keys of an apply_container spec that are about the message, not the container
+ENVELOPE_FIELDS = ("uid", "generation", "desired", "network_specs", "registry_credentials")
 
 CONTROL_QUEUE = "control"
 UID_LABEL = "berth.uid"
@@ -144,6 +173,7 @@ def container_state(container: Any) -> dict[str, Any]:
         "addresses": _addresses(container),
         "ports": _ports(container),
         "error": state.get("Error", ""),
+        "stop_note": state.get("StopNote", ""),
     }
 
 
