@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite on the embedded SQLite database, then the panel tests again on a
-# throwaway PostgreSQL cluster (initdb in a temp dir, a free loopback port, run as the postgres
-# user since initdb refuses root). Fails if either run fails; "no tests collected" is a failure.
+# `make test`: lint (ruff) and type checks (mypy), the whole suite on the embedded SQLite
+# database, then the panel tests again on a throwaway PostgreSQL cluster (initdb in a temp dir, a
+# free loopback port, run as the postgres user since initdb refuses root). Fails if any of them
+# fails; "no tests collected" is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -15,6 +16,10 @@ run_pytest() {  # pytest's exit code, with 5 (no tests collected) counted as a f
 }
 
 status=0
+echo "== lint (ruff) and types (mypy: runtime/ and panel/)"
+.venv/bin/ruff check runtime panel tests bench || status=1
+.venv/bin/mypy || status=1
+
 echo "== whole suite on SQLite"
 run_pytest tests || status=1
 

@@ -154,6 +154,16 @@ def _stack(world: Any, user: str, extra: str) -> Any:
                             "compose": COMPOSE.format(extra=extra)}, format="json")
 
 
+def test_a_stack_with_privileged_from_an_operator_is_refused_at_the_line(world):
+    response = _stack(world, "operator", "    privileged: true\n    pid: host\n")
+    assert response.status_code == 400, response.content
+    issues = response.json()["compose"]
+    assert [(i["path"], i["line"]) for i in issues] == [
+        ("services.web.privileged", 5), ("services.web.pid", 6)]
+    assert "needs a platform administrator" in issues[0]["message"]
+    assert _stack(world, "platform", "    privileged: true\n").status_code == 201
+
+
 def test_a_stack_bind_mount_follows_the_teams_host_paths(world):
     extra = "    volumes:\n      - /srv/media:/media:ro\n"
     assert _stack(world, "operator", extra).status_code == 400

@@ -135,7 +135,9 @@ def _service(stack: StackSpec, service: ServiceSpec, volume_keys: dict[str, str]
             mounts.append(mount)
         out["volumes"] = mounts
     networks = container["networks"]
-    if networks != ([default_network] if default_network else None) or service.aliases:
+    if container.get("network_mode"):  # it replaces networks: (they are [] then)
+        out["network_mode"] = _network_mode(stack, container["network_mode"])
+    elif networks != ([default_network] if default_network else None) or service.aliases:
         keys = [network_keys.get(name, name) for name in networks]
         if service.aliases:
             out["networks"] = {
@@ -161,14 +163,27 @@ def _service(stack: StackSpec, service: ServiceSpec, volume_keys: dict[str, str]
         out["stop_grace_period"] = format_duration(container["stop_timeout"] * 1_000_000_000)
     if container["labels"]:
         out["labels"] = dict(container["labels"])
+    if container.get("name"):
+        out["container_name"] = container["name"]
     for key, compose_key in _DIRECT_KEYS:
         value = container.get(key)
-        if not is_default(key, value):
+        if key != "network_mode" and not is_default(key, value):
             out[compose_key] = format_size(int(value or 0)) if key in _SIZES else value
     deploy = _deploy(service)
     if deploy:
         out["deploy"] = deploy
     return out
+
+
+def _network_mode(stack: StackSpec, mode: str) -> str:
+    """`container:NAME` back to `service:S` when NAME is the container of a service of this
+    stack (what the compose front end made of it)."""
+    if mode.startswith("container:"):
+        name = mode.removeprefix("container:")
+        for service_name, other in stack.services.items():
+            if name == (other.container.get("name") or f"{stack.name}-{service_name}-1"):
+                return f"service:{service_name}"
+    return mode
 
 
 def _resource(stack: StackSpec, key: str, spec: Any, extra: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from panel.stacks.compose.errors import ComposeError, Issue
 from panel.stacks.compose.interpolation import interpolate
 from panel.stacks.compose.loader import Node, load
+from panel.stacks.compose.relations import active_profiles, apply_extends, drop_inactive, settle
 from panel.stacks.compose.service import ParsedService, StackRefs, parse_service
 from panel.stacks.compose.spec import SERVICE_HEALTHY, NetworkSpec, StackSpec, VolumeSpec
 from panel.stacks.compose.values import (
@@ -345,7 +346,8 @@ def parse_compose(text: str, *, stack_name: str | None = None,
                                   f"{describe(root.plain())}")])
     env = {str(k): str(v) for k, v in (environment or {}).items() if v is not None}
     ctx = Context(allow_bind_mounts=allow_bind_mounts, environment=env)
-    root = interpolate(root, env, ctx.issues)
+    warnings: list[dict[str, Any]] = []
+    root = interpolate(root, env, ctx.issues, warnings=warnings)
     # a value whose interpolation failed is reported once, not again by the checks that follow
     failed = {(issue.line, issue.column) for issue in ctx.issues.items}
     interpolation_issues = list(ctx.issues.items)
@@ -364,6 +366,7 @@ def parse_compose(text: str, *, stack_name: str | None = None,
         ctx.error("services", mark, "a stack needs at least one service: services: {web: "
                                     "{image: nginx:1.27}}")
     elif mapping(ctx, services_node, "services", "{web: {image: nginx:1.27}}") is not None:
+        services_node = apply_extends(ctx, services_node)
         for name, definition in services_node.value.items():
             key_mark = services_node.key_mark(name)
             if not SERVICE_NAME.fullmatch(name):
@@ -375,6 +378,9 @@ def parse_compose(text: str, *, stack_name: str | None = None,
                                     key_mark)
             if service is not None:
                 parsed[name] = service
+    every_service = set(parsed)
+    parsed = drop_inactive(parsed, active_profiles(env))
+    settle(ctx, parsed, stack, every_service)
     order = _check_dependencies(ctx, parsed)
     _check_ports(ctx, parsed)
     if "default" not in networks and any("default" in s.networks_used for s in parsed.values()):
@@ -393,4 +399,5 @@ def parse_compose(text: str, *, stack_name: str | None = None,
         volumes=dict(sorted(volumes.items())),
         networks=dict(sorted(networks.items())),
         order=order,
+        warnings=warnings,
     )

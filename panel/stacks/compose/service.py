@@ -16,6 +16,8 @@ from typing import Any
 
 from panel.fleet.placement import parse_constraint
 from panel.stacks.compose.errors import Mark
+from panel.stacks.compose.host_options import KEYS as HOST_OPTION_KEYS
+from panel.stacks.compose.host_options import parse_host_options
 from panel.stacks.compose.loader import Node
 from panel.stacks.compose.mounts import parse_mounts
 from panel.stacks.compose.ports import Published, parse_ports
@@ -49,7 +51,11 @@ from runtime.errors import InvalidArgument
 SERVICE_KEYS = ("image", "pull_policy", "command", "entrypoint", "environment", "ports",
                 "volumes", "networks", "depends_on", "healthcheck", "restart", "init", "user",
                 "working_dir", "labels", "stop_signal", "stop_grace_period", "hostname",
-                "read_only", "deploy")
+                "read_only", "deploy", "container_name", "network_mode", "links",
+                "mem_reservation", "profiles", *HOST_OPTION_KEYS)
+# read by the stack (resolve.py) before the service itself: extends merges another service in;
+# build: is refused below with advice that depends on whether image: is there too
+STACK_LEVEL_KEYS = ("extends", "build")
 _NO_PRIVILEGE = ("Berth runs every container with its secure defaults and grants no extra "
                  "privileges, capabilities or devices; remove {key}")
 _NO_NAMESPACE = ("Berth connects services through the stack's networks and never shares host or "
@@ -58,41 +64,22 @@ _NO_DNS = ("Berth's network DNS resolves service names and aliases; remove {key}
            "networks: with aliases: for extra names)")
 _NO_TUNING = "{key} is not supported; Berth sets memory, CPU and pids under deploy.resources.limits"
 REFUSED_SERVICE_KEYS: dict[str, str] = {
-    "build": "Berth deploys images; build the image and push it to a registry, then use image:",
-    "container_name": "Berth names each replica after the stack and service; remove "
-                      "container_name (other services reach this one by its service name)",
     "env_file": "Berth cannot read files next to the compose file; put the variables under "
                 "environment: (values can come from the stack's environment as ${VAR})",
     "secrets": "compose secrets are files Berth does not mount; pass the value under "
                "environment: from the stack's environment as ${VAR}",
     "configs": "compose configs are files Berth does not mount; put the file in the image or "
                "in a named volume",
-    "links": "services on a shared network reach each other by service name; use networks: "
-             "(with aliases: for other names)",
     "external_links": "use a shared external network (networks: with external: true) instead",
     "volumes_from": "share a named volume between the services instead (volumes: NAME:/path "
                     "in each)",
-    "logging": "Berth keeps every container's log itself (stack page, API and CLI); remove "
-               "logging",
     "mem_limit": "use deploy.resources.limits.memory",
     "memswap_limit": "swap limits are not supported; use deploy.resources.limits.memory",
     "cpus": "use deploy.resources.limits.cpus",
     "pids_limit": "use deploy.resources.limits.pids",
-    "mem_reservation": "Berth places by memory limit; use deploy.resources.limits.memory",
     "scale": "use deploy.replicas",
-    "expose": "containers on one stack network reach every port of each other already; "
-              "remove expose (use ports: to publish a port on the host)",
-    "profiles": "Berth deploys every service of a stack; remove profiles (or split the stack)",
-    "extends": "extends reads other files; reuse settings with an x- field, an anchor and "
-               "`<<: *anchor` instead",
     "tty": "Berth runs services detached, without a terminal; remove tty",
     "stdin_open": "Berth runs services detached, without stdin; remove stdin_open",
-    "platform": "Berth runs images built for the host's architecture; remove platform",
-    "tmpfs": "tmpfs mounts are not supported; use a named volume",
-    "ulimits": "Berth applies its own resource limits; use deploy.resources.limits",
-    "sysctls": "kernel parameters cannot be set per container in Berth; remove sysctls",
-    "shm_size": "the shared memory size is fixed in Berth; remove shm_size",
-    "group_add": "set the user and group with user: UID:GID",
     "annotations": "use labels:",
     "runtime": "Berth picks the OCI runtime per host; remove runtime",
     "isolation": "Windows isolation is not supported; remove isolation",
@@ -103,13 +90,12 @@ REFUSED_SERVICE_KEYS: dict[str, str] = {
     "gpus": "GPUs are not supported",
     "credential_spec": "credential specs are a Windows feature; not supported",
 }
-for _key in ("privileged", "cap_add", "cap_drop", "security_opt", "devices",
-             "device_cgroup_rules", "userns_mode", "oom_kill_disable", "oom_score_adj",
+for _key in ("device_cgroup_rules", "userns_mode", "oom_kill_disable", "oom_score_adj",
              "cgroup_parent", "cgroup"):
     REFUSED_SERVICE_KEYS[_key] = _NO_PRIVILEGE.format(key=_key)
-for _key in ("network_mode", "pid", "ipc", "uts", "net"):
+for _key in ("uts", "net"):
     REFUSED_SERVICE_KEYS[_key] = _NO_NAMESPACE.format(key=_key)
-for _key in ("dns", "dns_search", "dns_opt", "extra_hosts", "domainname", "mac_address"):
+for _key in ("domainname", "mac_address"):
     REFUSED_SERVICE_KEYS[_key] = _NO_DNS.format(key=_key)
 for _key in ("cpu_count", "cpu_percent", "cpu_shares", "cpu_period", "cpu_quota",
              "cpu_rt_runtime", "cpu_rt_period", "cpuset", "blkio_config", "mem_swappiness",
@@ -133,7 +119,9 @@ UPDATE_REFUSED = {"max_failure_ratio": "a rollout stops at the first replica tha
                                        "remove max_failure_ratio"}
 ORDERS = ("start-first", "stop-first")
 FAILURE_ACTIONS = ("rollback", "pause", "continue")
-PULL_POLICIES = {"missing": True, "if_not_present": True, "never": False}
+# Berth pulls an image a host lacks; "always" and "daily"-style policies also mean that here
+# (the stack's update check and "pull and redeploy" fetch a moved tag)
+PULL_POLICIES = {"missing": True, "if_not_present": True, "always": True, "never": False}
 CONDITIONS = (SERVICE_STARTED, SERVICE_HEALTHY)
 # Docker takes underscores in host names and aliases (service names such as my_db resolve), so
 # labels are [A-Za-z0-9_-], not starting or ending with '-'; the kernel keeps 64 bytes of one.
@@ -159,6 +147,12 @@ class ParsedService:
     networks_used: set[str] = field(default_factory=set)
     volumes_used: set[str] = field(default_factory=set)
     has_healthcheck: bool = False
+    # network_mode: service:NAME, resolved by the stack once every service is known
+    network_service: Dependency | None = None
+    network_service_name: str = ""
+    links: list[tuple[str, str, Dependency]] = field(default_factory=list)  # service, alias
+    profiles: list[str] = field(default_factory=list)
+    optional: set[str] = field(default_factory=set)  # depends_on with required: false
 
 
 @dataclass
@@ -202,7 +196,13 @@ def _environment(ctx: Context, node: Node, path: str, request: _Request) -> None
     if entries is None:
         return
     env: dict[str, str] = {}
+    seen: set[str] = set()
     for entry in entries:
+        if entry.key in seen:  # Compose refuses it too: which value was meant?
+            ctx.error(entry.path, entry.mark, f"{entry.key!r} is set twice in environment: "
+                                              "keep one")
+            continue
+        seen.add(entry.key)
         if entry.value is not None:
             env[entry.key] = entry.value
         elif entry.key in ctx.environment:  # a bare NAME takes the stack's value, as in compose
@@ -342,6 +342,35 @@ def _limits(ctx: Context, node: Node, path: str, request: _Request,
             container["pids_limit"] = opts.parse_pids_limit(pids)
 
 
+def _reservations(ctx: Context, node: Node, path: str, request: _Request) -> None:
+    """deploy.resources.reservations: what placement keeps free for the service (and the
+    memory soft limit)."""
+    fields = mapping(ctx, node, path, "{cpus: 0.25, memory: 128m}")
+    if fields is None:
+        return
+    check_keys(ctx, node, path, ("cpus", "memory"),
+               {"devices": "device reservations (GPUs) are not supported",
+                "generic_resources": "generic resources are not supported"})
+    if "memory" in fields:
+        item = fields["memory"]
+        if isinstance(item.value, bool) or not isinstance(item.value, int | str):
+            ctx.error(join(path, "memory"), item.mark, f"must be a size such as 128m, not "
+                                                       f"{describe(item.value)}")
+        else:
+            request.set("memory_reservation", item.value, join(path, "memory"), item)
+    if "cpus" in fields:
+        item = fields["cpus"]
+        try:
+            cpus = float(item.value)
+        except (TypeError, ValueError):
+            cpus = -1.0
+        if isinstance(item.value, bool) or not 0 <= cpus <= 1024:
+            ctx.error(join(path, "cpus"), item.mark, f"must be a decimal such as 0.25, not "
+                                                     f"{describe(item.value)}")
+        else:
+            request.set("cpus_reservation", cpus, join(path, "cpus"), item)
+
+
 def _deploy(ctx: Context, node: Node, path: str, request: _Request, spec: ServiceSpec) -> None:
     fields = mapping(ctx, node, path, "{replicas: 2}")
     if fields is None:
@@ -358,12 +387,14 @@ def _deploy(ctx: Context, node: Node, path: str, request: _Request, spec: Servic
         resources = mapping(ctx, fields["resources"], join(path, "resources"),
                             "{limits: {memory: 256m}}")
         if resources is not None:
-            check_keys(ctx, fields["resources"], join(path, "resources"), ("limits",),
-                       {"reservations": "Berth places by memory limit; use "
-                                        "deploy.resources.limits"})
+            check_keys(ctx, fields["resources"], join(path, "resources"),
+                       ("limits", "reservations"))
             if "limits" in resources:
                 _limits(ctx, resources["limits"], join(path, "resources.limits"), request,
                         spec.container)
+            if "reservations" in resources:
+                _reservations(ctx, resources["reservations"],
+                              join(path, "resources.reservations"), request)
     if "placement" in fields:
         placement = mapping(ctx, fields["placement"], join(path, "placement"),
                             '{constraints: ["node.labels.zone==eu"]}')
@@ -388,13 +419,13 @@ def _networks(ctx: Context, node: Node, path: str, refs: StackRefs, parsed: Pars
     aliases: dict[str, list[str]] = {}
     if node.is_seq:
         for index, item in enumerate(node.value):
-            name = string(ctx, item, join(path, index), empty=False)
-            if name is None:
+            listed = string(ctx, item, join(path, index), empty=False)
+            if listed is None:
                 continue
-            if name in names:
-                ctx.error(join(path, index), item.mark, f"network {name!r} is listed twice")
+            if listed in names:
+                ctx.error(join(path, index), item.mark, f"network {listed!r} is listed twice")
                 continue
-            names.append(name)
+            names.append(listed)
     elif node.is_map:
         for name, options in node.value.items():
             names.append(name)
@@ -409,15 +440,15 @@ def _networks(ctx: Context, node: Node, path: str, refs: StackRefs, parsed: Pars
                 "priority": "remove priority: the first network listed is the default route",
             })
             if "aliases" in fields:
-                listed = string_list(ctx, fields["aliases"], join(option_path, "aliases"),
-                                     '["db"]') or []
-                for index, alias in enumerate(listed):
+                given = string_list(ctx, fields["aliases"], join(option_path, "aliases"),
+                                    '["db"]') or []
+                for index, alias in enumerate(given):
                     if not _HOSTNAME.fullmatch(alias):
                         ctx.error(join(option_path, f"aliases[{index}]"),
                                   fields["aliases"].value[index].mark,
                                   f"{alias!r} is not a valid DNS name (letters, digits, '_', "
                                   "'-' and '.')")
-                aliases[name] = sorted(set(listed))
+                aliases[name] = sorted(set(given))
     else:
         ctx.error(path, node.mark, f"must be a list of network names or a mapping of names to "
                                    f"{{aliases: […]}}, not {describe(node.plain())}")
@@ -444,10 +475,10 @@ def _networks(ctx: Context, node: Node, path: str, refs: StackRefs, parsed: Pars
 def _depends_on(ctx: Context, node: Node, path: str, parsed: ParsedService) -> None:
     if node.is_seq:
         for index, item in enumerate(node.value):
-            name = string(ctx, item, join(path, index), empty=False)
-            if name is not None:
-                parsed.dependencies[name] = Dependency(SERVICE_STARTED, join(path, index),
-                                                       item.mark)
+            listed = string(ctx, item, join(path, index), empty=False)
+            if listed is not None:
+                parsed.dependencies[listed] = Dependency(SERVICE_STARTED, join(path, index),
+                                                         item.mark)
         return
     if not node.is_map:
         ctx.error(path, node.mark, f"must be a list of services or a mapping of services to "
@@ -459,9 +490,12 @@ def _depends_on(ctx: Context, node: Node, path: str, parsed: ParsedService) -> N
         fields = mapping(ctx, options, item_path, "{condition: service_healthy}",
                          null_is_empty=True)
         if fields:
-            check_keys(ctx, options, item_path, ("condition",), {
-                "restart": "restart is not supported; Berth restarts nothing for a dependency",
-                "required": "every dependency is required in Berth; remove required"})
+            check_keys(ctx, options, item_path, ("condition", "restart", "required"))
+            if "restart" in fields:  # Berth restarts no dependant when a dependency restarts
+                boolean(ctx, fields["restart"], join(item_path, "restart"))
+            if "required" in fields and boolean(ctx, fields["required"],
+                                                join(item_path, "required")) is False:
+                parsed.optional.add(name)
             if "condition" in fields:
                 item = fields["condition"]
                 if item.value in CONDITIONS:
@@ -516,6 +550,57 @@ def _scalar_fields(ctx: Context, fields: dict[str, Node], path: str,
             container["stop_timeout"] = math.ceil(grace / 1_000_000_000)
 
 
+def _network_mode(ctx: Context, fields: dict[str, Node], path: str, parsed: ParsedService,
+                  request: _Request) -> None:
+    """network_mode: host | none | container:NAME | service:NAME (the stack resolves the last
+    to that service's container and starts it first). It replaces networks:."""
+    item, mode_path = fields["network_mode"], join(path, "network_mode")
+    mode = string(ctx, item, mode_path, empty=False)
+    if mode is None:
+        return
+    request.data["networks"] = []
+    if "networks" in fields:
+        ctx.error(join(path, "networks"), fields["networks"].mark,
+                  "networks: and network_mode: cannot be combined (as in Compose): keep one")
+    if mode == "bridge":
+        ctx.error(mode_path, item.mark, "network_mode: bridge is what networks: does here: "
+                                        "remove network_mode (the service joins the stack's "
+                                        "default network)")
+    elif mode.startswith("service:"):
+        target = mode.removeprefix("service:")
+        parsed.network_service_name = target
+        parsed.network_service = Dependency(SERVICE_STARTED, mode_path, item.mark)
+    else:
+        request.set("network_mode", mode, mode_path, item)
+
+
+def _names_links_and_profiles(ctx: Context, fields: dict[str, Node], path: str,
+                              parsed: ParsedService, request: _Request) -> None:
+    """container_name, mem_reservation (the v2 key), links and profiles."""
+    if "container_name" in fields:
+        name = string(ctx, fields["container_name"], join(path, "container_name"), empty=False)
+        if name is not None:
+            request.set("name", name, join(path, "container_name"), fields["container_name"])
+    if "mem_reservation" in fields:
+        item = fields["mem_reservation"]
+        request.set("memory_reservation", item.value, join(path, "mem_reservation"), item)
+    if "links" in fields:
+        links_path = join(path, "links")
+        for index, text in enumerate(string_list(ctx, fields["links"], links_path,
+                                                 '["db", "db:database"]') or []):
+            target, _, alias = text.partition(":")
+            mark = fields["links"].value[index].mark
+            if not target or (alias and not _HOSTNAME.fullmatch(alias)):
+                ctx.error(join(links_path, index), mark, f"{text!r} must be SERVICE or "
+                          "SERVICE:ALIAS, the alias a DNS name (letters, digits, '_', '-', '.')")
+                continue
+            parsed.links.append((target, alias, Dependency(SERVICE_STARTED,
+                                                           join(links_path, index), mark)))
+    if "profiles" in fields:
+        parsed.profiles = string_list(ctx, fields["profiles"], join(path, "profiles"),
+                                      '["debug"]') or []
+
+
 def _report(ctx: Context, request: _Request, errors: Mapping[str, list[str]], path: str,
             node: Node) -> None:
     """parse_container_request's complaints, at the compose key each field came from."""
@@ -537,16 +622,21 @@ def parse_service(ctx: Context, name: str, node: Node, path: str, refs: StackRef
     fields = mapping(ctx, node, path, "{image: nginx:1.27}")
     if fields is None:
         return None
-    check_keys(ctx, node, path, SERVICE_KEYS, REFUSED_SERVICE_KEYS)
+    check_keys(ctx, node, path, (*SERVICE_KEYS, *STACK_LEVEL_KEYS), REFUSED_SERVICE_KEYS)
     container: dict[str, Any] = dict.fromkeys(CONTAINER_KEYS)
     spec = ServiceSpec(name=name, container=container)
     parsed = ParsedService(spec=spec)
     request = _Request()
-    if "image" not in fields:
-        advice = " (build: is not supported: push the image to a registry)" \
-            if "build" in fields else ""
+    if "build" in fields:
+        image = fields["image"].value if "image" in fields else None
+        ctx.error(join(path, "build"), node.key_mark("build"),
+                  f"builds from source are not supported yet; this service also names image: "
+                  f"{image}: remove build: to deploy that image as it is" if image else
+                  "builds from source are not supported yet: build the image, push it to a "
+                  "registry Berth's hosts can pull from, and name it in image:")
+    elif "image" not in fields:
         ctx.error(path, key_mark, "image: is required: Berth deploys images, e.g. image: "
-                                  f"nginx:1.27{advice}")
+                                  "nginx:1.27")
     else:
         image = string(ctx, fields["image"], join(path, "image"), empty=False)
         if image is not None:
@@ -557,9 +647,11 @@ def parse_service(ctx: Context, name: str, node: Node, path: str, refs: StackRef
         if isinstance(item.value, str) and item.value in PULL_POLICIES:
             request.data["pull"] = PULL_POLICIES[item.value]
         else:
-            ctx.error(join(path, "pull_policy"), item.mark, f"must be missing or never, not "
-                      f"{describe(item.value)} (Berth pulls an image a host lacks and shows "
-                      "\"update available\" when its tag moves)")
+            ctx.error(join(path, "pull_policy"), item.mark, "builds from source are not "
+                      "supported yet: push the image and use pull_policy: missing"
+                      if item.value == "build" else f"must be always, missing, "
+                      f"if_not_present or never, not {describe(item.value)} (Berth pulls an "
+                      "image a host lacks and shows \"update available\" when its tag moves)")
     for key, allow_null in (("command", False), ("entrypoint", True)):
         if key in fields:
             words = _command(ctx, fields[key], join(path, key), allow_null)
@@ -579,7 +671,9 @@ def parse_service(ctx: Context, name: str, node: Node, path: str, refs: StackRef
         # parse_container_request refuses bind mounts outright; they were checked above
         request.set("volumes", [m for m in mounts if not m.startswith("/") or ":" not in m],
                     join(path, "volumes"), fields["volumes"])
-    if "networks" in fields:
+    if "network_mode" in fields:
+        _network_mode(ctx, fields, path, parsed, request)
+    elif "networks" in fields:
         _networks(ctx, fields["networks"], join(path, "networks"), refs, parsed, request)
     else:
         parsed.networks_used.add("default")
@@ -600,6 +694,8 @@ def parse_service(ctx: Context, name: str, node: Node, path: str, refs: StackRef
         if init is not None:
             request.set("init", init, join(path, "init"), fields["init"])
     _scalar_fields(ctx, fields, path, container)
+    parse_host_options(ctx, fields, path, request)
+    _names_links_and_profiles(ctx, fields, path, parsed, request)
     if "deploy" in fields:
         _deploy(ctx, fields["deploy"], join(path, "deploy"), request, spec)
 
@@ -610,6 +706,13 @@ def parse_service(ctx: Context, name: str, node: Node, path: str, refs: StackRef
     for key in CONTAINER_KEYS:
         if key in normalised:
             container[key] = normalised[key]
+    if normalised.get("name"):
+        container["name"] = normalised["name"]
+        if spec.replicas > 1:
+            ctx.error(join(path, "container_name"), fields["container_name"].mark,
+                      f"container_name {normalised['name']!r} names one container, and this "
+                      f"service runs {spec.replicas} replicas: remove container_name or run "
+                      "one replica (as in Docker)")
     container["volumes"] = mounts
     container["read_only"] = bool(container["read_only"])
     return parsed

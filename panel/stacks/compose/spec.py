@@ -85,6 +85,9 @@ class StackSpec:
     volumes: dict[str, VolumeSpec] = field(default_factory=dict)
     networks: dict[str, NetworkSpec] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    # what the file did that Compose also only warns about ({path, line, column, message});
+    # not part of the stored spec
+    warnings: list[dict[str, Any]] = field(default_factory=list, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -67,8 +67,10 @@ def check_keys(ctx: Context, node: Node, path: str, allowed: Iterable[str],
     if not node.is_map:
         return
     allowed = list(allowed)
-    for key in node.value:
+    for key, child in node.value.items():
         if key in allowed or (extensions and key.startswith("x-")):
+            continue
+        if child.interpolated and child.value == "":  # `platform: ${X:-}`: nothing is asked
             continue
         advice = (refused or {}).get(key)
         if advice is None:

@@ -17,7 +17,10 @@ ENV = {"SET": "value", "EMPTY": "", "PORT": "8080", "N": "3", "YES": "true"}
     ("${SET}", "value"),
     ("$SET", "value"),
     ("pre-$SET-post", "pre-value-post"),
-    ("$SET_SUFFIX_IS_PART_OF_THE_NAME${SET}", None),
+    ("$SET_SUFFIX_IS_PART_OF_THE_NAME${SET}", "value"),  # an unset name: "" (a warning)
+    ("${UNSET}", ""),
+    ("$UNSET", ""),
+    ("${UNSET:-${ALSO_UNSET}}", ""),
     ("${SET:-default}", "value"),
     ("${EMPTY:-default}", "default"),
     ("${UNSET:-default}", "default"),
@@ -41,16 +44,10 @@ ENV = {"SET": "value", "EMPTY": "", "PORT": "8080", "N": "3", "YES": "true"}
     ("no variables", "no variables"),
 ])
 def test_substitute(text: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(InterpolationError, match="SET_SUFFIX_IS_PART_OF_THE_NAME"):
-            substitute(text, ENV)
-    else:
-        assert substitute(text, ENV) == expected
+    assert substitute(text, ENV) == expected
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
-    ("${UNSET}", "variable UNSET is not set"),
-    ("$UNSET", "variable UNSET is not set"),
     ("${UNSET:?tell me the port}", "variable UNSET is required: tell me the port"),
     ("${EMPTY:?}", "variable EMPTY is required: set EMPTY"),
     ("${UNSET?}", "variable UNSET is required"),
@@ -61,7 +58,6 @@ def test_substitute(text: str, expected: str | None) -> None:
     ("${}", "invalid interpolation ${}"),
     ("${1BAD}", "invalid interpolation ${1BAD}"),
     ("${SET:x}", "invalid interpolation ${SET:x}"),
-    ("${UNSET:-${ALSO_UNSET}}", "variable ALSO_UNSET is not set"),
 ])
 def test_substitute_refuses(text: str, fragment: str) -> None:
     with pytest.raises(InterpolationError) as caught:
@@ -84,9 +80,35 @@ def test_interpolation_error_names_the_line_and_column() -> None:
         parse_compose(text, stack_name="shop", environment=ENV)
     assert [(e["path"], e["line"], e["column"], e["message"].split(":")[0])
             for e in caught.value.errors] == [
-        ("services.web.environment.B", 6, 10, "variable UNSET is not set in the stack's "
-                                              "environment"),
         ("services.web.ports[0]", 8, 9, "variable MISSING_PORT is required")]
+
+
+def test_an_unset_variable_becomes_empty_with_a_warning_at_its_line() -> None:
+    """As Compose does: ${VAR} unset is "" and a warning per variable, not an error."""
+    spec = parse_compose(textwrap.dedent("""\
+        services:
+          web:
+            image: "nginx${TAG}"
+            environment:
+              B: "${UNSET}-${UNSET}-$OTHER"
+        """), stack_name="shop", environment=ENV)
+    assert spec.services["web"].container["image"] == "nginx:latest"
+    assert spec.services["web"].container["env"]["B"] == "--"
+    assert [(w["path"], w["line"], w["message"].split(":")[0]) for w in spec.warnings] == [
+        ("services.web.image", 3, "variable TAG is not set"),
+        ("services.web.environment.B", 5, "variable OTHER is not set"),
+        ("services.web.environment.B", 5, "variable UNSET is not set")]
+    assert "warnings" not in spec.to_dict()  # not part of the stored spec
+
+
+def test_a_refused_key_whose_value_interpolates_to_empty_is_not_refused() -> None:
+    spec = parse_compose(textwrap.dedent("""\
+        services:
+          web:
+            image: nginx
+            runtime: ${RUNTIME:-}
+        """), stack_name="shop", environment=ENV)
+    assert "web" in spec.services
 
 
 def test_interpolated_numbers_and_booleans_are_cast_where_expected() -> None:

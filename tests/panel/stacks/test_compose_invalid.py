@@ -56,36 +56,67 @@ CASES = [
             image: shop/web
             build: .
         """, "services.web.build", 4, 5,
-     "Berth deploys images; build the image and push it to a registry, then use image:"),
+     "this service also names image: shop/web: remove build: to deploy that image"),
     ("build_without_image", """\
         services:
           web:
             build: .
-        """, "services.web", 2, 3, "image: is required"),
-    ("container_name_refused", """\
+        """, "services.web.build", 3, 5, "builds from source are not supported yet: build the "
+                                          "image, push it"),
+    ("container_name_with_replicas", """\
         services:
           web:
             image: nginx
             container_name: web1
-        """, "services.web.container_name", 4, 5, "names each replica"),
+            deploy: {replicas: 2}
+        """, "services.web.container_name", 4, 21, "names one container, and this service runs 2"),
     ("unknown_service_key", """\
         services:
           web:
             image: nginx
             imagee: httpd
         """, "services.web.imagee", 4, 5, "unknown key 'imagee'"),
-    ("privileged_refused", """\
+    ("privileged_not_a_boolean", """\
         services:
           web:
             image: nginx
-            privileged: true
-        """, "services.web.privileged", 4, 5, "secure defaults"),
-    ("network_mode_refused", """\
+            privileged: sure
+        """, "services.web.privileged", 4, 17, "must be true or false"),
+    ("network_mode_with_networks", """\
         services:
           web:
             image: nginx
             network_mode: host
-        """, "services.web.network_mode", 4, 5, "use networks:"),
+            networks: [default]
+        """, "services.web.networks", 5, 15, "cannot be combined"),
+    ("network_mode_of_an_unknown_service", """\
+        services:
+          web:
+            image: nginx
+            network_mode: "service:vpn"
+        """, "services.web.network_mode", 4, 19, "is not another service"),
+    ("duplicate_environment_entry", """\
+        services:
+          web:
+            image: nginx
+            environment: ["A=1", "B=2", "A=3"]
+        """, "services.web.environment[2]", 4, 33, "'A' is set twice"),
+    ("extends_another_file", """\
+        services:
+          web:
+            image: nginx
+            extends: {file: base.yml, service: app}
+        """, "services.web.extends.file", 4, 15, "another file is not supported"),
+    ("extends_cycle", """\
+        services:
+          a: {image: nginx, extends: b}
+          b: {image: nginx, extends: a}
+        """, "services.a.extends", 2, 30, "extends cycle"),
+    ("dependency_in_inactive_profile", """\
+        services:
+          web: {image: nginx, depends_on: [debug]}
+          debug: {image: busybox, profiles: [debug]}
+        """, "services.web.depends_on[0]", 2, 36, "profile that is not active"),
     ("env_file_refused", """\
         services:
           web:
@@ -411,14 +442,15 @@ CASES = [
             deploy:
               restart_policy: {condition: on-failure}
         """, "services.web.deploy.restart_policy", 5, 7, "use the service's restart:"),
-    ("reservations_refused", """\
+    ("reservations_of_devices", """\
         services:
           web:
             image: nginx
             deploy:
               resources:
-                reservations: {memory: 64m}
-        """, "services.web.deploy.resources.reservations", 6, 9, "places by memory limit"),
+                reservations: {devices: [{capabilities: [gpu]}]}
+        """, "services.web.deploy.resources.reservations.devices", 6, 24,
+     "GPUs) are not supported"),
     ("reserved_label", """\
         services:
           web:
@@ -433,11 +465,6 @@ CASES = [
             environment:
               - 1BAD=x
         """, "services.web.environment[0]", 5, 9, "not a valid name"),
-    ("unset_variable", """\
-        services:
-          web:
-            image: "nginx:${TAG}"
-        """, "services.web.image", 3, 12, "variable TAG is not set"),
     ("required_variable", """\
         services:
           web:
@@ -492,12 +519,12 @@ CASES = [
             image: nginx
             working_dir: srv/app
         """, "services.web.working_dir", 4, 18, "absolute path"),
-    ("pull_policy_always", """\
+    ("pull_policy_build", """\
         services:
           web:
             image: nginx
-            pull_policy: always
-        """, "services.web.pull_policy", 4, 18, "must be missing or never"),
+            pull_policy: build
+        """, "services.web.pull_policy", 4, 18, "builds from source are not supported yet"),
     ("not_an_extension_prefix", """\
         services:
           web:
