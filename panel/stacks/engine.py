@@ -472,6 +472,11 @@ class Deployment:
                                     self.revision.number, data, options)
 
     def _name(self, service: str, slot: int) -> str:
+        # compose container_name: one replica, named as the file says (a roll that finds the
+        # name taken waits for the old container's removal, as Docker recreates it)
+        chosen = self.spec.services[service].container.get("name")
+        if chosen:
+            return str(chosen)
         base = f"{self.stack.name}-{service}-{slot}"
         for candidate in (base, f"{base}-r{self.revision.number}"):
             if not Container.objects.filter(name=candidate).exists() \
@@ -484,7 +489,9 @@ class Deployment:
         from whatever state an earlier slice left: a saved batch is finished first, then a
         slot holding both an old and a new replica, then the next `parallelism` slots."""
         service = self.spec.services[name]
-        config = service.update_config
+        config = dict(service.update_config)
+        if service.container.get("name"):  # one fixed name: the old container must go first
+            config["order"] = "stop-first"
         wanted = self.hashes[name]
         self._dedupe(name)
         while True:

@@ -43,3 +43,34 @@ def test_cap_add_set_through_the_api_lets_the_container_add_an_address(host, api
     command = ["ip", "addr", "add", "10.9.9.9/32", "dev", "lo"]
     assert _exit_code(api, "withcap", command=command, cap_add=["NET_ADMIN"]) == 0
     assert _exit_code(api, "nocap", command=command) != 0
+
+
+COMPOSE_KERNEL_KEYS = """
+services:
+  withcap:
+    image: busybox
+    container_name: netadmin-probe
+    command: ["sh", "-c", "ip addr add 10.9.9.9/32 dev lo && grep -q db.local /etc/hosts
+      && grep -q ' /scratch tmpfs' /proc/mounts && exec sleep 600"]
+    cap_add: [NET_ADMIN]
+    extra_hosts: ["db.local:10.0.0.9"]
+    tmpfs: /scratch
+    expose: [8080]
+  nocap:
+    image: busybox
+    command: ["sh", "-c", "ip addr add 10.9.9.9/32 dev lo || exec sleep 600"]
+"""
+
+
+def test_compose_kernel_keys_reach_the_container(host, api):
+    """A compose file's cap_add, extra_hosts, tmpfs and container_name, deployed by the engine
+    to a real agent: the service with NET_ADMIN adds an address (and stays up), the one without
+    cannot (and only then stays up), so the revision succeeds only if both held."""
+    from tests.panel.stacks.stack_harness import deploy_through_api
+
+    stack = deploy_through_api(api, host, "kernelkeys", COMPOSE_KERNEL_KEYS)
+    probe = Container.objects.get(name="netadmin-probe")
+    assert probe.options["cap_add"] == ["NET_ADMIN"] and probe.options["expose"] == ["8080"]
+    assert api.delete(f"/api/v1/stacks/{stack.pk}/").status_code == 202
+    wait_for(lambda: not Container.objects.filter(name="netadmin-probe").exists(), 90,
+             "the stack's removal")
