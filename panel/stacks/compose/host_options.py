@@ -18,6 +18,7 @@ from panel.stacks.compose.values import (
     join,
     key_values,
     mapping,
+    size,
     string,
     string_list,
     text_value,
@@ -213,9 +214,6 @@ def parse_host_options(ctx: Context, fields: dict[str, Node], path: str,
         if flag is not None:
             request.set("privileged", flag, join(path, "privileged"), fields["privileged"])
     if "shm_size" in fields:
-        item = fields["shm_size"]
-        if isinstance(item.value, bool) or not isinstance(item.value, int | str):
-            ctx.error(join(path, "shm_size"), item.mark, f"must be a size such as 64m, not "
-                                                         f"{describe(item.value)}")
-        else:
-            request.set("shm_size", item.value, join(path, "shm_size"), item)
+        shm = size(ctx, fields["shm_size"], join(path, "shm_size"), "64m")
+        if shm is not None:
+            request.set("shm_size", shm, join(path, "shm_size"), fields["shm_size"])

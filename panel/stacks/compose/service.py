@@ -41,6 +41,7 @@ from panel.stacks.compose.values import (
     join,
     key_values,
     mapping,
+    size,
     string,
     string_list,
 )
@@ -330,12 +331,9 @@ def _limits(ctx: Context, node: Node, path: str, request: _Request,
         else:
             request.set("cpus", item.value, join(path, "cpus"), item)
     if "memory" in fields:
-        item = fields["memory"]
-        if isinstance(item.value, bool) or not isinstance(item.value, int | str):
-            ctx.error(join(path, "memory"), item.mark, f"must be a size such as 256m or 1g, "
-                                                       f"not {describe(item.value)}")
-        else:
-            request.set("memory", item.value, join(path, "memory"), item)
+        memory = size(ctx, fields["memory"], join(path, "memory"), "256m or 1g")
+        if memory is not None:
+            request.set("memory", memory, join(path, "memory"), fields["memory"])
     if "pids" in fields:
         pids = integer(ctx, fields["pids"], join(path, "pids"), minimum=-1)
         if pids is not None:
@@ -352,12 +350,9 @@ def _reservations(ctx: Context, node: Node, path: str, request: _Request) -> Non
                {"devices": "device reservations (GPUs) are not supported",
                 "generic_resources": "generic resources are not supported"})
     if "memory" in fields:
-        item = fields["memory"]
-        if isinstance(item.value, bool) or not isinstance(item.value, int | str):
-            ctx.error(join(path, "memory"), item.mark, f"must be a size such as 128m, not "
-                                                       f"{describe(item.value)}")
-        else:
-            request.set("memory_reservation", item.value, join(path, "memory"), item)
+        memory = size(ctx, fields["memory"], join(path, "memory"), "128m")
+        if memory is not None:
+            request.set("memory_reservation", memory, join(path, "memory"), fields["memory"])
     if "cpus" in fields:
         item = fields["cpus"]
         try:
@@ -583,7 +578,9 @@ def _names_links_and_profiles(ctx: Context, fields: dict[str, Node], path: str,
             request.set("name", name, join(path, "container_name"), fields["container_name"])
     if "mem_reservation" in fields:
         item = fields["mem_reservation"]
-        request.set("memory_reservation", item.value, join(path, "mem_reservation"), item)
+        reservation = size(ctx, item, join(path, "mem_reservation"), "128m")
+        if reservation is not None:
+            request.set("memory_reservation", reservation, join(path, "mem_reservation"), item)
     if "links" in fields:
         links_path = join(path, "links")
         for index, text in enumerate(string_list(ctx, fields["links"], links_path,

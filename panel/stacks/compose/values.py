@@ -108,6 +108,16 @@ def integer(ctx: Context, node: Node, path: str, minimum: int | None = None) -> 
     return value
 
 
+def size(ctx: Context, node: Node, path: str, example: str = "256m") -> int | str | None:
+    """A size as compose writes it (bytes, or "64m"); its value is checked by the container
+    validator, which names what is allowed."""
+    if isinstance(node.value, bool) or not isinstance(node.value, int | str):
+        ctx.error(path, node.mark, f"must be a size such as {example}, not "
+                                   f"{describe(node.value)}")
+        return None
+    return node.value
+
+
 def boolean(ctx: Context, node: Node, path: str) -> bool | None:
     value = node.value
     if isinstance(value, str) and node.interpolated and value.lower() in ("true", "false"):
