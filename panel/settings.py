@@ -173,6 +173,9 @@ BERTH_RECONCILE_INTERVAL = env_float("BERTH_RECONCILE_INTERVAL", 5.0, minimum=0.
 # Seconds a deploy's lease lasts without a heartbeat: a control worker that dies mid-deploy
 # (kill -9, Ctrl-C, a crash) leaves its revision to another one after this (panel/stacks/engine.py).
 BERTH_DEPLOY_LEASE = env_float("BERTH_DEPLOY_LEASE", 10.0, minimum=2.0)
+# Seconds after which a message a control worker took but never finished (it was killed) is
+# delivered again: control tasks are short and idempotent (reports, engine slices under a lease).
+BERTH_CONTROL_REDELIVERY = env_float("BERTH_CONTROL_REDELIVERY", 60.0, minimum=5.0)
 # A container still out of sync this long after its last apply gets the apply sent again.
 BERTH_REAPPLY_AFTER = env_float("BERTH_REAPPLY_AFTER", 30.0, minimum=0.5)
 # Seconds to wait for an agent's answer to logs/stats before the API answers 504.
@@ -191,6 +194,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXPIRES = 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Control workers keep their unacknowledged messages under keys of their own: kombu restores every
+# message of its unacked hash older than the visibility timeout, and the agents' long tasks (pulls,
+# transfers) share the default hash with an hour's timeout (runtime/agent/celery_app.py).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": BERTH_CONTROL_REDELIVERY,
+    "unacked_key": "berth.control.unacked",
+    "unacked_index_key": "berth.control.unacked_index",
+    "unacked_mutex_key": "berth.control.unacked_mutex",
+    # look for such messages every 5 s (kombu's default scans every 10th 10 s tick)
+    "unacked_restore_interval": 5, "unacked_restore_throttle": 1,
+}
 # Agent tasks are sent to "host.<name>" explicitly per call (panel.fleet.dispatch).
 CELERY_TASK_ROUTES = {"berth.control.*": {"queue": "control"}}
 CELERY_TASK_DEFAULT_QUEUE = "control"

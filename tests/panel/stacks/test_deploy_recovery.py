@@ -131,9 +131,10 @@ def _settle(plane: Plane, stack: Stack, number: int, killed_at: float) -> Revisi
     return revision
 
 
-def _removals_done() -> bool:
+def _removals_done(prefix: str = "") -> bool:
+    """No removal is unfinished (of containers named `prefix`…); says which ones are."""
     unfinished = list(Operation.objects.filter(
-        kind__in=("container.remove", "stack.remove")).exclude(
+        kind__in=("container.remove", "stack.remove"), target_name__startswith=prefix).exclude(
         status__in=Operation.FINISHED).values_list("kind", "target_name", "status", "message"))
     if unfinished:
         sys.stderr.write(f"waiting for {unfinished}\n")
@@ -150,9 +151,7 @@ def _redeploy_and_delete(api: Any, plane: Plane, stack: Stack, port: int) -> Non
     assert api.delete(f"/api/v1/stacks/{stack.pk}/").status_code == 202
     name = stack.name
     assert not Stack.objects.filter(name=name).exists()
-    wait_for(lambda: not Operation.objects.filter(
-        kind="container.remove", target_name__startswith=f"{name}-").exclude(
-        status__in=Operation.FINISHED).exists(), 180, "the hosts removing the containers")
+    wait_for(lambda: _removals_done(f"{name}-"), 180, "the hosts removing the containers")
     assert not Container.objects.filter(name__startswith=f"{name}-").exists()
 
 
