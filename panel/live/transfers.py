@@ -60,7 +60,11 @@ def file_sha256(source: IO[bytes]) -> str:
 
 
 def host_url(host_name: str) -> str:
-    url = _redis().get(url_key(host_name))
+    try:
+        url = _redis().get(url_key(host_name))
+    except redis.RedisError as exc:
+        raise TransferFailed(f"Redis does not answer, so host {host_name}'s transfer address "
+                             f"is unknown: {exc}") from None
     if not url:
         raise TransferFailed(f"host {host_name} publishes no transfer address: is its agent "
                              "running (berth-agent starts the transfer server)?")

@@ -116,7 +116,7 @@ def image_upload(request: HttpRequest) -> JsonResponse:
                                                request.POST.get("tag") or None, sha256)
     failed = _send(actor(request), operation, host, token, upload, sha256)
     if failed is not None:
-        return JsonResponse({"errors": {"archive": [failed]}}, status=502)
+        return JsonResponse({"errors": {"archive": [failed]}}, status=503)
     return JsonResponse({"operation": str(operation.pk), "sha256": sha256,
                          "url": reverse("web-operation", args=[operation.pk])}, status=202)
 
@@ -286,7 +286,8 @@ def backup_download(request: HttpRequest, pk: str) -> HttpResponseBase:
         answer = transfers.fetch_from_host(operation.host_name, str(result["download"]),
                                            request.headers.get("Range"))
     except transfers.TransferFailed as exc:
-        return HttpResponse(f"{exc}\n", status=502, content_type="text/plain")
+        # the host cannot serve it now (its agent is down, or the backup expired): 503
+        return HttpResponse(f"{exc}\n", status=503, content_type="text/plain")
     response = StreamingHttpResponse(transfers.chunks_of(answer), status=answer.status_code,
                                      content_type="application/zstd")
     for header in ("Content-Length", "Content-Range", "Accept-Ranges", "X-Berth-Sha256"):

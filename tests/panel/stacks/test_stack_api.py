@@ -47,7 +47,7 @@ def test_invalid_compose_is_refused_with_its_lines_and_nothing_is_created(api, b
     errors = answer.json()["compose"]
     assert [(e["path"], e["line"]) for e in errors] == [("services.web.build", 5),
                                                          ("services.worker.depends_on[0]", 8)]
-    assert "registry" in errors[0]["message"] and "nothere" in errors[1]["message"]
+    assert "remove build:" in errors[0]["message"] and "nothere" in errors[1]["message"]
     assert not Stack.objects.exists() and not Revision.objects.exists()
     assert not Network.objects.exists() and not Volume.objects.exists()
     assert not AuditEvent.objects.filter(action__startswith="stack.").exists()
