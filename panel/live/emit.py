@@ -79,7 +79,7 @@ def container_event(container: Any) -> dict[str, Any]:
     return {"type": "container", "id": container.pk, "name": container.name,
             "status": container.status or "pending", "health": container.health,
             "exit_code": container.exit_code, "desired_state": container.desired_state,
-            "restart_count": container.restart_count,
+            "restart_count": container.restart_count, "stop_note": container.stop_note,
             "host": container.host.name if container.host_id and container.host else None,
             "removed": container.status == "removed"}
 

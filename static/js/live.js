@@ -76,7 +76,14 @@ function apply(event) {
     update(`[data-container-id="${event.id}"]`, {
       status: event.status, health: event.health, exit_code: event.exit_code,
       desired_state: event.desired_state, restart_count: event.restart_count,
+      stop_note: event.stop_note,
     });
+    // why the last stop ended in SIGKILL: shown when the exit reports it, hidden by a new start
+    if (event.stop_note !== undefined) {
+      for (const row of document.querySelectorAll(`[data-container-id="${event.id}"] [data-row="stop_note"]`)) {
+        row.hidden = !event.stop_note;
+      }
+    }
   } else if (event.type === "operation") {
     const known = document.querySelector(`[data-operation-id="${event.id}"]`);
     const table = document.querySelector('#operations-table[data-live-new="1"] tbody');

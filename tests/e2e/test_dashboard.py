@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium against the real stack: sign in, create and start a
 container from the form, see its state change without a reload, watch its logs arrive, pause and
-search them, reconnect without a gap, see the stats chart move, stop it, upload an image archive
-and watch the progress bar; an anonymous socket is refused."""
+search them, reconnect without a gap, see the stats chart move, stop it and see why it was killed
+(with the fix), upload an image archive and watch the progress bar; an anonymous socket is
+refused."""
 
 from __future__ import annotations
 
@@ -84,6 +85,12 @@ def test_container_journey_from_form_to_logs_stats_and_stop(stack: Stack, browse
     page.locator("#act-stop").click()
     page.wait_for_function("() => document.querySelector('h1 [data-field=status]').textContent "
                            "=== 'exited'", timeout=60_000)
+    # its shell is PID 1 with no SIGTERM handler: killed after the timeout, and the page says
+    # why with the fix, without a reload
+    page.wait_for_function("() => !document.querySelector('[data-row=stop_note]').hidden",
+                           timeout=30_000)
+    note = page.locator("#stop-note").inner_text()
+    assert "SIGKILL" in note and "set init: true or handle SIGTERM" in note, note
 
     # upload an image archive and watch both progress bars fill
     archive = tmp_path / "busybox.oci.tar"
@@ -124,8 +131,13 @@ def test_operation_pushes_arriving_out_of_order_never_move_it_backwards(stack: S
         " ('running', 0.45, 'importing layers', 2)")))
     row = page.locator('tr[data-operation-id="e2e-order"]')
     row.locator('[data-field="status"]').filter(has_text="succeeded").wait_for(timeout=15_000)
-    stack.manage("shell", "-c", push.replace("EVENTS", "('running', 0.5, 'late', 4),"))
-    page.wait_for_timeout(500)  # the late push has had every chance to land
+    # then a push of another operation on the same socket: once the page shows it, the late
+    # push (sent before it, delivered in order) has been handled
+    stack.manage("shell", "-c", push.replace("EVENTS", "('running', 0.5, 'late', 4),") + (
+        "send_now([PLATFORM_GROUP], {**base, 'id': 'e2e-marker', 'status': 'succeeded',"
+        " 'progress': 1.0, 'message': 'marker', 'version': 1})\n"))
+    page.locator('tr[data-operation-id="e2e-marker"] [data-field="message"]').filter(
+        has_text="marker").wait_for(timeout=15_000)
     assert row.locator('[data-field="status"]').inner_text() == "succeeded"
     assert row.locator('[data-field="message"]').inner_text() == "imported x"
     page.close()

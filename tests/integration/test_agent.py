@@ -161,6 +161,36 @@ def test_stop_start_kill_and_remove_actions(agents, control):
     assert failed.kwargs["message"] == missing["error"]
 
 
+def _runs(root, uid: str, program: str) -> bool:
+    """Whether `program` runs in the container: PID 1 has exec'd it, or init has started it
+    (runc's init, a Go program that catches every signal, is PID 1 until its exec)."""
+    container = containers_of(root, uid)[0]
+    return Host(root).containers.exec(container.id, ["pidof", program],
+                                      capture=True).returncode == 0
+
+
+def test_a_stop_that_ends_in_sigkill_is_reported_with_the_reason_and_the_fix(agents, control):
+    agent = agents()
+    plain, with_init = spec(), spec(init=True)
+    for wanted in (plain, with_init):
+        control.call(agent.name, "apply_container", spec=wanted)
+        until(lambda wanted=wanted: _runs(agent.state_dir, wanted["uid"], "sleep"))
+    control.call(agent.name, "container_action", uid=plain["uid"], action="stop",
+                 params={"timeout": 1})
+    exited = control.wait_for("container_event", host=agent.name, uid=plain["uid"],
+                              event="exited")
+    note = exited.kwargs["state"]["stop_note"]
+    assert exited.kwargs["state"]["exit_code"] == 137
+    assert "SIGKILL after 1s" in note and "PID 1 and has no SIGTERM handler" in note
+    assert "set init: true or handle SIGTERM" in note
+    # with init, SIGTERM reaches sleep (its default action ends it): no kill, no note
+    control.call(agent.name, "container_action", uid=with_init["uid"], action="stop",
+                 params={"timeout": 30})
+    exited = control.wait_for("container_event", host=agent.name, uid=with_init["uid"],
+                              event="exited")
+    assert exited.kwargs["state"]["exit_code"] == 143 and exited.kwargs["state"]["stop_note"] == ""
+
+
 def test_container_exit_is_reported_with_its_code(agents, control):
     agent = agents()
     wanted = spec(command=["sh", "-c", "sleep 0.3; exit 3"])

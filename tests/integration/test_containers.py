@@ -29,7 +29,13 @@ def exec_out(host, container, script: str) -> str:
     return result.stdout.decode()
 
 
-def until(predicate, timeout: float = 10.0):
+def process_state(host, container, pid: str) -> str:
+    """The state letter (R, S, Z…) of process `pid` in the container, "" once it is gone."""
+    return exec_out(host, container, f"cat /proc/{pid}/stat 2>/dev/null | cut -d' ' -f3 "
+                                     "|| true").strip()
+
+
+def until(predicate, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -72,7 +78,9 @@ def test_exit_is_noticed_and_cleaned_up_after_the_fact(host):
 
 
 def test_stop_sends_sigkill_after_the_timeout_when_sigterm_is_ignored(host):
-    container = run(host, "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done")
+    container = run(host, "sh", "-c", "trap '' TERM; echo trap-ready; "
+                    "while true; do sleep 0.1; done")
+    until(lambda: "trap-ready" in output(host, container))
     started = time.monotonic()
     stopped = host.containers.stop(container.id, timeout=1)
     assert time.monotonic() - started >= 1.0
@@ -81,6 +89,8 @@ def test_stop_sends_sigkill_after_the_timeout_when_sigterm_is_ignored(host):
 
 def test_a_pid_1_without_a_sigterm_handler_is_killed_and_the_note_says_why(host):
     container = run(host, "sleep", "600")  # sleep installs no handler; as PID 1 TERM is dropped
+    # the stop must find sleep itself as PID 1 (not runc's init, a Go program, before its exec)
+    until(lambda: exec_out(host, container, "cat /proc/1/comm").strip() == "sleep")
     stopped = host.containers.stop(container.id, timeout=1)
     assert stopped.state["ExitCode"] == 137
     note = stopped.state["StopNote"]
@@ -100,6 +110,8 @@ def test_a_pid_1_ignoring_sigterm_gets_its_own_note(host):
 
 def test_with_init_sigterm_reaches_the_process_and_no_note_is_left(host):
     container = run(host, "sleep", "600", init=True)
+    # init forwards signals once it runs sleep as its child; a TERM before that would be dropped
+    until(lambda: exec_out(host, container, "pidof sleep || true").strip())
     stopped = host.containers.stop(container.id, timeout=20)
     assert stopped.state["ExitCode"] != 137 and not stopped.state.get("StopNote")
 
@@ -190,19 +202,20 @@ def test_init_runs_tini_as_pid_1_and_reaps_zombies(host):
     container = run(host, "sleep", "30", init=True)
     assert exec_out(host, container, "cat /proc/1/cmdline | tr '\\0' ' '").startswith(
         "/dev/init -s -- sleep 30")
-    # an orphan is re-parented to PID 1 and must be reaped when it exits
-    exec_out(host, container, "sleep 0.2 &")
-    time.sleep(0.6)
-    states = exec_out(host, container, "cat /proc/[0-9]*/stat | awk '{print $3}'").split()
-    assert "Z" not in states
+    # an orphan is re-parented to PID 1 and must be reaped when it exits: a zombie keeps its
+    # /proc entry, so the entry going away is the reaping (however slow the machine)
+    orphan = exec_out(host, container, "sleep 0.2 >/dev/null 2>&1 & echo $!").strip()
+    until(lambda: process_state(host, container, orphan) == "", timeout=30)
     assert host.containers.stop(container.id, timeout=5).state["ExitCode"] == 143
 
 
 def test_without_init_an_orphan_stays_a_zombie(host):
     container = run(host, "sleep", "30")
-    exec_out(host, container, "sleep 0.2 &")
-    time.sleep(0.6)
-    assert "Z" in exec_out(host, container, "cat /proc/[0-9]*/stat | awk '{print $3}'").split()
+    orphan = exec_out(host, container, "sleep 0.2 >/dev/null 2>&1 & echo $!").strip()
+    # the orphan exits after 0.2 s (later on a busy machine) and sleep, its new parent, never
+    # reaps it: it stays a zombie
+    until(lambda: process_state(host, container, orphan) == "Z", timeout=30)
+    assert process_state(host, container, orphan) == "Z"
 
 
 def test_oom_kill_is_reported_as_oomkilled_with_exit_137(host):

@@ -180,6 +180,7 @@ def send_report(task: str, **kwargs: Any) -> None:
 
 T0 = "2026-11-28T03:24:14.292631276Z"
 T1 = "2026-11-28T03:25:00.000000001Z"
+T2 = "2026-11-28T03:26:00.000000001Z"
 
 
 def container_state(container: Any, status: str, started: str = T0, finished: str = "",

@@ -208,3 +208,41 @@ def test_events_reach_members_of_the_project_and_not_other_teams(world):
             await communicator.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_a_stop_note_reaches_the_page_live_and_a_new_start_clears_it(world):
+    from panel.workloads.reports import record_container_event
+    from tests.panel.fixtures import T1, T2, container_state
+
+    container = world["container"]
+    note = ("stopped with SIGKILL after 10s: it did not exit on SIGTERM: the process is PID 1 and "
+            "has no SIGTERM handler, so the kernel dropped the signal; set init: true or handle "
+            "SIGTERM")
+
+    headers = _headers(world["users"]["viewer"])
+
+    async def scenario() -> None:
+        from channels.db import database_sync_to_async
+
+        viewer = _communicator("/ws/events/", headers)
+        assert (await viewer.connect())[0]
+        assert "hello" in await viewer.receive_json_from(timeout=5)
+
+        async def pushed(event: str, state: dict) -> dict:
+            await database_sync_to_async(record_container_event)(
+                Actor.agent("h1"), "h1", str(container.uid), event, state)
+            while True:
+                for sent in (await viewer.receive_json_from(timeout=5))["events"]:
+                    if sent.get("type") == "container" and sent["status"] == state["status"]:
+                        return sent
+
+        await pushed("started", container_state(container, "running"))
+        exited = await pushed("exited", container_state(container, "exited", finished=T1,
+                                                        exit_code=137) | {"stop_note": note})
+        assert exited["stop_note"] == note
+        # the runtime clears the note when the container starts again (the state has none)
+        started = await pushed("started", container_state(container, "running", started=T2))
+        assert started["stop_note"] == ""
+        await viewer.disconnect()
+
+    async_to_sync(scenario)()

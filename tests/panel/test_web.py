@@ -66,8 +66,14 @@ def test_container_page_says_why_the_last_stop_ended_in_sigkill(world):
                            "process is PID 1 and has no SIGTERM handler, so the kernel dropped "
                            "the signal; set init: true or handle SIGTERM")
     container.save(update_fields=["stop_note"])
-    page = _client(world["users"]["viewer"]).get(f"/containers/{container.pk}/")
-    assert "set init: true or handle SIGTERM" in page.content.decode()
+    client = _client(world["users"]["viewer"])
+    page = client.get(f"/containers/{container.pk}/").content.decode()
+    assert "set init: true or handle SIGTERM" in page
+    assert '<div data-row="stop_note" >' in page  # shown (live updates hide it on a new start)
+    container.stop_note = ""
+    container.save(update_fields=["stop_note"])
+    page = client.get(f"/containers/{container.pk}/").content.decode()
+    assert '<div data-row="stop_note" hidden>' in page  # there for a live update to fill
 
 
 def test_viewer_sees_status_but_no_log_viewer_and_no_actions(world):
@@ -116,6 +122,22 @@ def test_create_form_creates_and_bulk_stop_goes_through_the_services(world):
                                                   "ids": [api.pk, world["container"].pk]})
     assert response.status_code == 302
     assert set(Container.objects.values_list("desired_state", flat=True)) == {"stopped"}
+
+
+def test_the_init_checkbox_of_the_create_form_reaches_the_spec(world):
+    client = _client(world["users"]["operator"])
+    page = client.get("/containers/new/").content.decode()
+    assert 'type="checkbox" name="init"' in page
+    for name, init in (("with-init", {"init": "on"}), ("without-init", {})):
+        response = client.post("/containers/new/", {
+            "image": "busybox", "name": name, "command": "sleep 600", "restart": "no",
+            "project": str(world["alpha"].pk), **init})
+        assert response.status_code == 302
+    from panel.workloads.services import container_spec
+
+    # what the agent is sent: init runs as PID 1 and forwards SIGTERM to the command
+    assert container_spec(Container.objects.get(name="with-init"))["init"] is True
+    assert container_spec(Container.objects.get(name="without-init"))["init"] is False
 
 
 def test_containers_page_query_count_does_not_grow_with_containers(world):
