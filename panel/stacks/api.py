@@ -23,7 +23,8 @@ from panel.stacks.models import Revision, Stack, StackTemplate
 from panel.stacks.presenters import diff_revisions, revision_data, stack_data
 from panel.workloads.spec import ValidationFailed
 
-STACK_FIELDS = ("name", "project", "compose", "environment", "secrets", "deploy", "message")
+STACK_FIELDS = ("name", "project", "compose", "environment", "secrets", "files", "deploy",
+                "message")
 
 
 def _body(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -77,7 +78,7 @@ class StackViewSet(Scoped, viewsets.ViewSet):
         project = project_for_create(request, data.get("project"), "stack.create")
         stack = services.create_stack(self.actor(), data.get("name"), data.get("compose"),
                                       project, data.get("environment"), data.get("secrets"),
-                                      allow_bind_mounts=self._admin())
+                                      allow_bind_mounts=self._admin(), files=data.get("files"))
         body = stack_data(stack, detail=True)
         if _flag(data, "deploy", True):
             revision = services.deploy_stack(self.actor(), stack, str(data.get("message") or ""),
@@ -87,14 +88,15 @@ class StackViewSet(Scoped, viewsets.ViewSet):
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         stack = self.get_object()
-        data = _body(request, ("compose", "environment", "secrets", "deploy", "message"))
+        data = _body(request, ("compose", "environment", "secrets", "files", "deploy", "message"))
         deploy = _flag(data, "deploy", False)
         if deploy and not policy.can(request.user, "stack.deploy", stack, self.token()):
             policy.authorize(request.user, "stack.deploy", stack, self.actor(), self.token())
         with transaction.atomic():  # the change and its deploy, or neither (a 409 keeps none)
             stack = services.update_stack(self.actor(), stack, data.get("compose"),
                                           data.get("environment"), data.get("secrets"),
-                                          allow_bind_mounts=self._admin())
+                                          allow_bind_mounts=self._admin(),
+                                          files=data.get("files"))
             body = stack_data(stack, detail=True)
             if deploy:
                 revision = services.deploy_stack(self.actor(), stack,

@@ -63,7 +63,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from panel.audit.services import Actor
 from panel.stacks import services
@@ -130,7 +130,7 @@ class Deployment:
         self.stack: Stack = revision.stack
         self.spec = StackSpec.from_dict(revision.spec)
         self.actor = Actor(name=revision.actor_name or "system", channel="system")
-        self.secrets = services.stack_secrets(self.stack)
+        self.secrets = services.engine_secrets(self.stack)
         saved = revision.progress or {}
         self.steps: list[dict[str, Any]] = list(saved.get("steps") or [])
         self.flushed = len(self.steps)  # steps[:flushed] are in the Operation and were pushed
@@ -464,12 +464,14 @@ class Deployment:
         data["name"] = self._name(name, slot)
         options = {key: value for key, value in container.items()
                    if key not in workloads.SPEC_COLUMNS and not is_default(key, value)}
+        secret_files = {entry["target"]: self.secrets.get(entry["secret"], "")
+                        for entry in container.get("files") or [] if entry.get("secret")}
         aliases = [name, *sorted({a for names in service.aliases.values() for a in names})]
         options["network_aliases"] = aliases
         if container["ports"]:
             options["port_group"] = f"{self.stack.name}_{name}"
         return services.add_replica(self.actor, self.stack, name, slot, self.hashes[name],
-                                    self.revision.number, data, options)
+                                    self.revision.number, data, options, secret_files)
 
     def _name(self, service: str, slot: int) -> str:
         # compose container_name: one replica, named as the file says (a roll that finds the
@@ -715,18 +717,28 @@ def run_slice(revision_id: int, previous: str = "",
         services.save_revision_progress(revision.pk, owner, revision.phase,
                                         {**revision.progress, "pinned": True})
         revision.refresh_from_db()
-    deployment = Deployment(revision, owner, slice_seconds)
-    if taken_over:
-        deployment._step("deploy resumed", "done",
-                         f"the worker deploying it stopped at: {revision.phase}", advance=0,
-                         flush=False)
     try:
+        deployment = Deployment(revision, owner, slice_seconds)
+        if taken_over:
+            deployment._step("deploy resumed", "done",
+                             f"the worker deploying it stopped at: {revision.phase}", advance=0,
+                             flush=False)
         return deployment.run(), ""
     except Suspend:
         return None, owner
     except LostLease as exc:
         log.info("stack revision %s: stopped, no longer this worker's (%s)", revision, exc)
         return None, ""
+    except (OperationalError, InterfaceError):
+        raise  # the database is away: the lease expires and a later slice goes on
+    except Exception as exc:
+        # a fault that would repeat at every take-over (an undecryptable secret, a bug): the
+        # revision fails saying so, rather than staying running for good
+        log.exception("stack revision %s: the engine failed", revision)
+        services.finish_revision(Actor.system("deploy-engine"), revision, Revision.FAILED,
+                                 f"internal error in the deploy engine: {exc}",
+                                 {**revision.result}, owner=owner)
+        return Revision.FAILED, ""
 
 
 def run_revision(revision_id: int) -> str | None:

@@ -31,6 +31,12 @@ class Stack(models.Model):
                                    help_text="${VAR} values shown to the stack's team")
     secrets_encrypted = models.TextField(blank=True)
     secret_names = models.JSONField(default=list, blank=True)
+    files = models.JSONField(default=dict, blank=True,
+                             help_text="the stack's directory: relative path -> text (env_file, "
+                                       "configs, relative binds)")
+    secret_files_encrypted = models.TextField(blank=True,
+                                              help_text="files used as a secret's file:")
+    secret_file_names = models.JSONField(default=list, blank=True)
     scale = models.JSONField(default=dict, blank=True,
                              help_text="service -> replicas set by scale, over the file's")
     current_revision = models.ForeignKey("Revision", null=True, blank=True,

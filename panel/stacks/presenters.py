@@ -91,7 +91,11 @@ def stack_data(stack: Stack, detail: bool = False) -> dict[str, Any]:
             "updated_at": stack.updated_at}
     if detail:
         data["compose"] = stack.compose
+        data["files"] = stack.files
+        data["secret_files"] = sorted(stack.secret_file_names)  # contents are never shown
         data["services"] = services_data(stack)
+        # what the last create or update of the file warned about (Compose warns alike)
+        data["warnings"] = getattr(stack, "compose_warnings", [])
     return data
 
 

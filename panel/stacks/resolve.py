@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from panel.stacks.compose import ComposeError, StackSpec, container_spec_hash, parse_compose
+from panel.stacks.compose.files import stack_path
 from panel.workloads.spec import ValidationFailed
 
 SECRET_REFERENCE = "@@berth-secret:{}@@"
@@ -42,6 +43,41 @@ def check_name(name: Any) -> str:
                                          "'_' and '-', starting with a letter or digit, at most "
                                          "48 characters"]})
     return name
+
+
+MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 200, 1024 * 1024, 4 * 1024 * 1024
+
+
+def check_files(values: Any) -> dict[str, str]:
+    """`files` of a stack: its directory, an object of relative path -> text content."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValidationFailed({"files": ['must be an object of relative paths to their text, '
+                                          'e.g. {"nginx.conf": "events {}", ".env": "A=1"}']})
+    if len(values) > MAX_FILES:
+        raise ValidationFailed({"files": [f"at most {MAX_FILES} files, not {len(values)}"]})
+    out: dict[str, str] = {}
+    total = 0
+    for key, content in values.items():
+        path = stack_path(key) if isinstance(key, str) else None
+        if path is None or path == ".":
+            raise ValidationFailed({"files": [f"{key!r} is not a relative path inside the "
+                                              "stack's directory (no leading /, no ..)"]})
+        if not isinstance(content, str):
+            raise ValidationFailed({"files": [f"the content of {key} must be text"]})
+        size = len(content.encode())
+        total += size
+        if size > MAX_FILE_BYTES or total > MAX_TOTAL_BYTES:
+            raise ValidationFailed({"files": [
+                f"{key}: a file may hold {MAX_FILE_BYTES // 1024} KiB and all files "
+                f"{MAX_TOTAL_BYTES // 1024 // 1024} MiB; put larger data in a volume"]})
+        if path in out or any(p.startswith(path + "/") or path.startswith(p + "/")
+                              for p in out):
+            raise ValidationFailed({"files": [f"{key!r} is given twice, or is both a file "
+                                              "and a directory"]})
+        out[path] = content
+    return dict(sorted(out.items()))
 
 
 def check_variables(field: str, values: Any) -> dict[str, str]:
@@ -70,7 +106,8 @@ def secret_digest(value: str) -> str:
 
 def resolve(name: str, compose: str, environment: Mapping[str, str],
             secrets: Mapping[str, str], scale: Mapping[str, int] | None = None,
-            allow_bind_mounts: bool = False) -> StackSpec:
+            allow_bind_mounts: bool = False, files: Mapping[str, str] | None = None,
+            ) -> StackSpec:
     """The StackSpec a deploy of this stack would roll out; ComposeInvalid naming each line."""
     both = set(environment) & set(secrets)
     if both:
@@ -82,7 +119,8 @@ def resolve(name: str, compose: str, environment: Mapping[str, str],
                                "message": "the compose file is empty: it needs services:"}])
     try:
         spec = parse_compose(compose, stack_name=name, environment=values,
-                             allow_bind_mounts=allow_bind_mounts)
+                             allow_bind_mounts=allow_bind_mounts, files=files,
+                             secret_names=set(secrets))
     except ComposeError as exc:
         raise ComposeInvalid(exc.errors) from None
     misplaced = []
@@ -101,9 +139,12 @@ def resolve(name: str, compose: str, environment: Mapping[str, str],
 
 
 def used_secrets(container: Mapping[str, Any]) -> list[str]:
-    """Names of the secrets referenced by a replica's environment."""
+    """Names of the secrets a replica uses: referenced by its environment, or mounted as
+    files (a stack secret's name, or "file:PATH" for a secret file of the stack)."""
     return sorted({m for value in (container.get("env") or {}).values()
-                   for m in _REFERENCE.findall(str(value))})
+                   for m in _REFERENCE.findall(str(value))}
+                  | {entry["secret"] for entry in container.get("files") or []
+                     if entry.get("secret")})
 
 
 def split_environment(env: Mapping[str, str], secrets: Mapping[str, str],

@@ -7,6 +7,7 @@ writes through the functions at the end of this module."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import uuid
@@ -24,6 +25,7 @@ from panel.celery import app
 from panel.stacks.models import Replica, Revision, Stack, StackTemplate
 from panel.stacks.privileges import check_stack_privileges, may_bind_host_paths
 from panel.stacks.resolve import (
+    check_files,
     check_name,
     check_variables,
     resolve,
@@ -54,9 +56,15 @@ def _send_deploy(revision: Revision) -> None:
 
 
 def stack_summary(stack: Stack) -> dict[str, Any]:
-    """The audit view of a stack: compose text, environment, secret *names* only."""
+    """The audit view of a stack: compose text, environment, secret *names* only, and the
+    stack's files as a digest of each (a secret file's digest is keyed, as secret values')."""
+    files = {path: hashlib.sha256(content.encode()).hexdigest()[:16]
+             for path, content in stack.files.items()}
+    files |= {path: "secret:" + secret_digest(content)[:16]
+              for path, content in stack_secret_files(stack).items()}
     return {"compose": stack.compose, "environment": stack.environment,
             "secrets": sorted(stack.secret_names), "scale": stack.scale,
+            "files": dict(sorted(files.items())),
             "project": stack.project.name if stack.project else None}
 
 
@@ -64,29 +72,60 @@ def stack_secrets(stack: Stack) -> dict[str, str]:
     return decrypt_secrets(stack.secrets_encrypted)
 
 
+def stack_secret_files(stack: Stack) -> dict[str, str]:
+    """The stack's files that are a secret's file: (kept encrypted)."""
+    return decrypt_secrets(stack.secret_files_encrypted)
+
+
+def stack_files(stack: Stack) -> dict[str, str]:
+    """The stack's whole directory: its plain files and its secret files."""
+    return {**stack.files, **stack_secret_files(stack)}
+
+
+def engine_secrets(stack: Stack) -> dict[str, str]:
+    """Every secret value a replica may use, by the name its spec gives: the stack's secrets,
+    and its secret files as "file:PATH"."""
+    return {**stack_secrets(stack),
+            **{f"file:{path}": content for path, content in stack_secret_files(stack).items()}}
+
+
+def _keep_files(stack: Stack, files: dict[str, str], spec: Any) -> None:
+    """Store `files`: those the spec uses as a secret's file: encrypted, the others as they
+    are; a secret file no longer used is dropped."""
+    secret = {path: files[path] for path in spec.secret_files if path in files}
+    stack.files = {path: content for path, content in files.items()
+                   if path not in spec.secret_files}
+    stack.secret_files_encrypted = encrypt_secrets(secret)
+    stack.secret_file_names = sorted(secret)
+
+
 def _resolve_stack(stack: Stack, allow_bind_mounts: bool) -> Any:
     return resolve(stack.name, stack.compose, stack.environment, stack_secrets(stack),
-                   stack.scale, allow_bind_mounts)
+                   stack.scale, allow_bind_mounts, files=stack_files(stack))
 
 
 def _create(actor: Actor, name: Any, compose: Any, project: Project | None,
             environment: dict[str, str] | None, secrets: dict[str, str] | None,
-            allow_bind_mounts: bool) -> Stack:
+            allow_bind_mounts: bool, files: dict[str, str] | None = None) -> Stack:
     name = check_name(name)
     environment = check_variables("environment", environment)
     secrets = check_variables("secrets", secrets)
+    files = check_files(files)
     spec = resolve(name, compose, environment, secrets, None,
-                   may_bind_host_paths(allow_bind_mounts, project))
+                   may_bind_host_paths(allow_bind_mounts, project), files=files)
     check_stack_privileges(actor, project, spec, compose)
     if Stack.objects.filter(name=name).exists():
         raise ValidationFailed({"name": [f"a stack named {name!r} already exists: choose another "
                                          "name or update that stack"]})
     try:
         with transaction.atomic():
-            return Stack.objects.create(
-                name=name, project=project, compose=compose, environment=environment,
-                secrets_encrypted=encrypt_secrets(secrets), secret_names=sorted(secrets),
-                created_by=actor.name)
+            stack = Stack(name=name, project=project, compose=compose, environment=environment,
+                          secrets_encrypted=encrypt_secrets(secrets),
+                          secret_names=sorted(secrets), created_by=actor.name)
+            _keep_files(stack, files, spec)
+            stack.save(force_insert=True)
+            stack.compose_warnings = spec.warnings  # type: ignore[attr-defined]
+            return stack
     except IntegrityError:
         raise ValidationFailed({"name": [f"a stack named {name!r} already exists"]}) from None
 
@@ -95,9 +134,11 @@ def _create(actor: Actor, name: Any, compose: Any, project: Project | None,
 def create_stack(actor: Actor, name: Any, compose: Any, project: Project | None = None,
                  environment: dict[str, str] | None = None,
                  secrets: dict[str, str] | None = None,
-                 allow_bind_mounts: bool = False) -> Stack:
-    """A new stack from compose text; refused (nothing written) when the file or a field is."""
-    stack = _create(actor, name, compose, project, environment, secrets, allow_bind_mounts)
+                 allow_bind_mounts: bool = False, files: dict[str, str] | None = None) -> Stack:
+    """A new stack from compose text (and the files of its directory: files.py); refused
+    (nothing written) when the file or a field is."""
+    stack = _create(actor, name, compose, project, environment, secrets, allow_bind_mounts,
+                    files)
     record_event(actor, "stack.create", stack, after=stack_summary(stack))
     return stack
 
@@ -106,19 +147,24 @@ def create_stack(actor: Actor, name: Any, compose: Any, project: Project | None 
 def update_stack(actor: Actor, stack: Stack, compose: str | None = None,
                  environment: dict[str, str] | None = None,
                  secrets: dict[str, str] | None = None,
-                 allow_bind_mounts: bool = False) -> Stack:
-    """Change the compose text, the environment or secrets (a secret left out keeps its value
-    when `secrets` is None); rolled out by the next deploy."""
+                 allow_bind_mounts: bool = False, files: dict[str, str] | None = None) -> Stack:
+    """Change the compose text, the environment, secrets (a secret left out keeps its value
+    when `secrets` is None) or the stack's files (`files` replaces them; a secret file left
+    out keeps its content); rolled out by the next deploy."""
     stack = _lock(stack)
     before = stack_summary(stack)
     new_environment = stack.environment if environment is None else \
         check_variables("environment", environment)
     new_secrets = stack_secrets(stack) if secrets is None else check_variables("secrets", secrets)
     new_compose = stack.compose if compose is None else compose
+    new_files = stack_files(stack) if files is None else \
+        {**stack_secret_files(stack), **check_files(files)}
     spec = resolve(stack.name, new_compose, new_environment, new_secrets, stack.scale,
-                   may_bind_host_paths(allow_bind_mounts, stack.project))
+                   may_bind_host_paths(allow_bind_mounts, stack.project), files=new_files)
     check_stack_privileges(actor, stack.project, spec, new_compose)
     stack.compose, stack.environment = new_compose, new_environment
+    _keep_files(stack, new_files, spec)
+    stack.compose_warnings = spec.warnings  # type: ignore[attr-defined]
     stack.secrets_encrypted, stack.secret_names = encrypt_secrets(new_secrets), \
         sorted(new_secrets)
     stack.save()
@@ -172,7 +218,7 @@ def _new_revision(actor: Actor, stack: Stack, spec: Any, message: str, reason: s
                                    "working on it", "stack.deploy_superseded")
     if secret_digests is None:
         secret_digests = {key: secret_digest(value)
-                          for key, value in stack_secrets(stack).items()}
+                          for key, value in engine_secrets(stack).items()}
     operation = workloads.start_operation(actor, "stack.deploy", stack,
                                           message=f"revision {number}")
     # digests pinned before stay pinned (same replica hashes) until a `pull` deploy looks again
@@ -461,9 +507,12 @@ def pin_image_digests(revision: Revision, digests: dict[str, str]) -> None:
 
 @transaction.atomic
 def add_replica(actor: Actor, stack: Stack, service: str, slot: int, spec_hash: str,
-                revision: int, data: dict[str, Any], options: dict[str, Any]) -> Replica:
-    """Create one replica container (placement picks its host) and link it to the stack."""
-    container, _ = workloads.create_container(actor, data, stack.project, options=options)
+                revision: int, data: dict[str, Any], options: dict[str, Any],
+                secret_files: dict[str, str] | None = None) -> Replica:
+    """Create one replica container (placement picks its host) and link it to the stack;
+    `secret_files` (target -> content) are kept encrypted with its secrets."""
+    container, _ = workloads.create_container(actor, data, stack.project, options=options,
+                                              secret_files=secret_files)
     return Replica.objects.create(stack=stack, service=service, slot=slot, container=container,
                                   spec_hash=spec_hash, revision=revision)
 

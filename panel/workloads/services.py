@@ -6,6 +6,7 @@ and its audit event in one transaction, and queues the agent's work with transac
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Any
 
@@ -74,9 +75,15 @@ def container_summary(container: Container) -> dict[str, Any]:
 
 
 def container_spec(container: Container) -> dict[str, Any]:
-    """The spec `berth.agent.apply_container` receives (runtime/protocol.py), secrets in clear."""
+    """The spec `berth.agent.apply_container` receives (runtime/protocol.py), secrets in clear
+    (secret files, keyed by their target path among the secrets, as the content of their
+    `files` entries)."""
+    secrets = decrypt_secrets(container.secrets_encrypted)
     env = [f"{k}={v}" for k, v in container.env.items()]
-    env += [f"{k}={v}" for k, v in decrypt_secrets(container.secrets_encrypted).items()]
+    env += [f"{k}={v}" for k, v in secrets.items() if not k.startswith("/")]
+    options = dict(container.options or {})
+    if options.get("files"):
+        options["files"] = [_with_content(entry, secrets) for entry in options["files"]]
     custom = [n for n in container.networks if n not in BUILTIN_NETWORKS]
     network_specs = {n.name: n.to_spec() for n in Network.objects.filter(name__in=custom)}
     return {
@@ -90,8 +97,17 @@ def container_spec(container: Container) -> dict[str, Any]:
         "labels": {**container.labels, UID_LABEL: str(container.uid),
                    GENERATION_LABEL: str(container.generation)},
         "init": container.init,
-        **(container.options or {}),
+        **options,
     }
+
+
+def _with_content(entry: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+    """A `files` entry as the agent takes it: a secret's content filled in (base64)."""
+    if not entry.get("secret"):
+        return entry
+    content = secrets.get(entry["target"], "")
+    return {key: value for key, value in entry.items() if key != "secret"} | {
+        "content": base64.b64encode(content.encode()).decode()}
 
 
 def start_operation(actor: Actor, kind: str, target: Any, host_name: str = "",
@@ -166,8 +182,11 @@ def _names_in_use(model: type[Network], kind: str, names: list[str], errors: Err
 
 @transaction.atomic
 def create_container(actor: Actor, data: dict[str, Any], project: Project | None = None,
-                     options: dict[str, Any] | None = None) -> tuple[Container, Operation]:
+                     options: dict[str, Any] | None = None,
+                     secret_files: dict[str, str] | None = None) -> tuple[Container, Operation]:
     """Validate a create request, place the container in `project` and queue it for its host.
+    `secret_files` (a stack replica's secrets mounted as files: target path -> content) are
+    encrypted with its secret environment values, keyed by their absolute target.
 
     Raises ValidationFailed (nothing written) naming every bad field: unknown image (it must be
     in the image table, or `pull: true`), malformed ports, memory below 6m, unknown networks or
@@ -198,7 +217,7 @@ def create_container(actor: Actor, data: dict[str, Any], project: Project | None
     name = fields.get("name") or generate_name(
         set(Container.objects.values_list("name", flat=True)))
     now = timezone.now()
-    secrets = fields.pop("secrets")
+    secrets = {**fields.pop("secrets"), **(secret_files or {})}
     start = fields.pop("start")
     fields.pop("host_name")
     fields.pop("name", None)

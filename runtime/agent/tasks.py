@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from runtime import fsutil
-from runtime.agent import specs
+from runtime.agent import specs, stack_files
 from runtime.agent.celery_app import ControlClient
 from runtime.containers import logs as container_logs
 from runtime.containers.record import ZERO_TIME, Container
@@ -173,7 +173,7 @@ class AgentTasks:
             self._ensure_image(spec, operation)
             self._ensure_networks_of(spec)
             operation.running(60, "creating the container", throttle=True)
-            container = manager.create(specs.run_options(spec))
+            container = self._create(spec)
             action = "replaced" if replaced else "created"
         if specs.desired_state(spec) == "running" and not container.running:
             operation.running(80, "starting the container", throttle=True)
@@ -205,7 +205,12 @@ class AgentTasks:
     def _recreate(self, container: Container, spec: dict[str, Any]) -> Container:
         manager = self.host.containers
         manager.remove(container.id, force=True, volumes=True)
-        return manager.create(specs.run_options(spec))
+        return self._create(spec)
+
+    def _create(self, spec: dict[str, Any]) -> Container:
+        """Create the container of `spec`, its secret, config and stack files written first."""
+        return self.host.containers.create(
+            specs.run_options(stack_files.prepare(self.host.root, spec)))
 
     def _ensure_image(self, spec: dict[str, Any], operation: Operation) -> None:
         try:
@@ -236,6 +241,8 @@ class AgentTasks:
         manager = self.host.containers
         found = self.containers_of(uid)
         if not found:
+            if action == "remove":  # files written for a container that was never made
+                stack_files.remove_files(self.host.root, uid)
             if action in ("stop", "kill", "remove"):
                 return f"no container {uid} on this host", {"uid": uid, "action": "absent"}
             raise NotFound(f"no container with uid {uid} on this host; apply its spec first")
@@ -255,6 +262,7 @@ class AgentTasks:
         else:
             for each in found:
                 manager.remove(each.id, force=True, volumes=bool(params.get("volumes", True)))
+            stack_files.remove_files(self.host.root, uid)
             return f"container {target.name} removed", {"uid": uid, "action": "removed",
                                                          "runtime_id": target.id}
         return f"container {container.name}: {action} done", _result(action, container)

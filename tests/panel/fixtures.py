@@ -117,9 +117,13 @@ def control_worker(redis_url: str, db_url: str, state_dir: Path,
     and `db_url`; waits until it is ready, and stops it (SIGTERM, then SIGKILL) afterwards."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / f"control-worker-{os.getpid()}-{time.monotonic_ns()}.log"
+    from django.conf import settings
+
+    # the worker decrypts what this process encrypted (stack and container secrets)
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=db_url,
                BERTH_STATE_DIR=str(state_dir), DJANGO_SETTINGS_MODULE="panel.settings",
-               PYTHONPATH=str(REPO), **(extra_env or {}))
+               BERTH_SECRETS_KEY=settings.BERTH_SECRETS_KEY, PYTHONPATH=str(REPO),
+               **(extra_env or {}))
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "panel", "worker", "-Q", "control", "-B",

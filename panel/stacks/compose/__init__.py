@@ -16,8 +16,12 @@ Top level
 ---------
 ``services`` (required, at least one), ``volumes``, ``networks``, ``name`` (the stack name
 when the caller gives none; the caller's name wins, like ``docker compose -p``), ``version``
-(accepted and ignored, as Compose does), and ``x-`` extension fields. ``secrets``,
-``configs`` and ``include`` are refused. Service names use letters, digits, ``.``, ``_``, ``-``.
+(accepted and ignored, as Compose does), ``secrets`` and ``configs`` (files.py: from the
+stack's uploaded files, its secrets or inline content), and ``x-`` extension fields;
+``include`` is refused. Service names use letters, digits, ``.``, ``_``, ``-``.
+
+The table below lists the core service keys; README.md's Stacks section lists every key read
+(host options in host_options.py, relations in relations.py, files in files.py).
 
 Services
 --------
@@ -60,12 +64,9 @@ Services
                               ``monitor`` (5s) — defaults as in Compose/Swarm
 ============================  ===============================================================
 
-Refused with advice: ``build``, ``container_name``, ``env_file``, ``secrets``, ``configs``,
-``links``, ``volumes_from``, ``logging``, ``mem_limit``/``cpus``/``pids_limit`` (use
-``deploy.resources.limits``), ``scale`` (use ``deploy.replicas``), ``expose``, ``profiles``,
-``extends``, ``tty``, ``privileged``, ``cap_add`` and the other privilege, namespace
-(``network_mode``, ``pid``, ``ipc``), DNS (``dns``, ``extra_hosts``) and tuning keys; any other
-key is refused with the list of allowed keys.
+Refused with advice: ``build``, ``volumes_from``, ``mem_limit``/``cpus``/``pids_limit`` (use
+``deploy.resources.limits``), ``scale`` (use ``deploy.replicas``), ``tty``, the cgroup,
+user-namespace and CPU tuning keys; any other key is refused with the list of allowed keys.
 
 Top-level ``volumes`` and ``networks``
 --------------------------------------

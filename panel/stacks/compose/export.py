@@ -7,6 +7,8 @@ values are not interpolated a second time."""
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Any
 
 import yaml
@@ -21,6 +23,7 @@ _DIRECT_KEYS = tuple((info.name, info.compose) for info in spec_fields()
                      if info.compose and info.name not in LEGACY_HASH_FIELDS
                      and info.name != "name")
 _SIZES = ("shm_size",)
+_OBJECT_NAME = re.compile(r"[^a-zA-Z0-9._-]")
 
 _DURATION_UNITS = (("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000),
                    ("ms", 1_000_000), ("us", 1_000), ("ns", 1))
@@ -112,8 +115,28 @@ def _deploy(service: ServiceSpec) -> dict[str, Any]:
     return deploy
 
 
+def _files(service: ServiceSpec, out: dict[str, Any], objects: dict[str, dict]) -> None:
+    """The service's secret and config files as `secrets:`/`configs:` uses, their top-level
+    definitions added to `objects` (a secret file reads back from the stack's files)."""
+    for index, entry in enumerate(service.container.get("files") or []):
+        use: dict[str, Any] = {"target": entry["target"], "mode": entry["mode"]}
+        use |= {key: str(entry[key]) for key in ("uid", "gid") if key in entry}
+        if entry.get("secret"):
+            key = entry["secret"]
+            name = _OBJECT_NAME.sub("_", key.removeprefix("file:"))
+            objects["secrets"][name] = {"file": "./" + key.removeprefix("file:")} \
+                if key.startswith("file:") else {"environment": key}
+            out.setdefault("secrets", []).append({"source": name, **use})
+        else:
+            name = f"{service.name}_{index}"
+            objects["configs"][name] = {
+                "content": base64.b64decode(entry["content"]).decode(errors="replace")}
+            out.setdefault("configs", []).append({"source": name, **use})
+
+
 def _service(stack: StackSpec, service: ServiceSpec, volume_keys: dict[str, str],
-             network_keys: dict[str, str], default_network: str | None) -> dict[str, Any]:
+             network_keys: dict[str, str], default_network: str | None,
+             objects: dict[str, dict]) -> dict[str, Any]:
     container = service.container
     out: dict[str, Any] = {"image": container["image"]}
     if not container["pull"]:
@@ -134,6 +157,10 @@ def _service(stack: StackSpec, service: ServiceSpec, volume_keys: dict[str, str]
                 mount = f"{volume_keys.get(source, source)}:{rest}"
             mounts.append(mount)
         out["volumes"] = mounts
+    if container.get("stack_dir"):  # relative binds: the stack's directory
+        out.setdefault("volumes", []).extend(
+            f"./{m}" for m in container["stack_dir"].get("mounts") or [])
+    _files(service, out, objects)
     networks = container["networks"]
     if container.get("network_mode"):  # it replaces networks: (they are [] then)
         out["network_mode"] = _network_mode(stack, container["network_mode"])
@@ -167,7 +194,7 @@ def _service(stack: StackSpec, service: ServiceSpec, volume_keys: dict[str, str]
         out["container_name"] = container["name"]
     for key, compose_key in _DIRECT_KEYS:
         value = container.get(key)
-        if key != "network_mode" and not is_default(key, value):
+        if key not in ("network_mode", "files", "stack_dir") and not is_default(key, value):
             out[compose_key] = format_size(int(value or 0)) if key in _SIZES else value
     deploy = _deploy(service)
     if deploy:
@@ -207,8 +234,9 @@ def export_compose(stack: StackSpec) -> str:
     default_name = default.name if default is not None else None
     implicit_default = default is not None and _plain_default(stack, default) and any(
         default.name in s.container["networks"] for s in stack.services.values())
+    objects: dict[str, dict] = {"secrets": {}, "configs": {}}
     document: dict[str, Any] = {"name": stack.name, "services": {
-        name: _service(stack, service, volume_keys, network_keys, default_name)
+        name: _service(stack, service, volume_keys, network_keys, default_name, objects)
         for name, service in stack.services.items()}}
     if stack.volumes:
         document["volumes"] = {key: _resource(stack, key, spec, {})
@@ -226,5 +254,6 @@ def export_compose(stack: StackSpec) -> str:
         networks[key] = _resource(stack, key, network, extra)
     if networks:
         document["networks"] = networks
+    document |= {kind: dict(sorted(found.items())) for kind, found in objects.items() if found}
     return yaml.dump(_escape(document), Dumper=_Dumper, sort_keys=False,
                      default_flow_style=False, allow_unicode=True, width=100)

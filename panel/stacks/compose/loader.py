@@ -60,12 +60,14 @@ class _Loader(Reader, Scanner, Parser, Composer, _Core12Resolver):
 class Node:
     """A value and where it was written. `value` is a scalar (str, int, float, bool, None), a
     list of Nodes or a dict of key -> Node; `key_marks` holds the position of each key of a
-    mapping; `interpolated` is set when a ${VAR} was substituted into this scalar."""
+    mapping; `interpolated` is set when a ${VAR} was substituted into this scalar; `source` is
+    a scalar's text as written (0440 and 0o440 are both the number 440/288 once read)."""
 
     value: Any
     mark: Mark
     key_marks: dict[str, Mark] = field(default_factory=dict)
     interpolated: bool = False
+    source: str = ""
 
     @property
     def is_map(self) -> bool:
@@ -125,7 +127,7 @@ class _Converter:
                 return Node([self.convert(item, f"{path}[{index}]")
                              for index, item in enumerate(node.value)], _mark(node))
             assert isinstance(node, ScalarNode)
-            return Node(self._scalar(node, path), _mark(node))
+            return Node(self._scalar(node, path), _mark(node), source=node.value)
         finally:
             self.active.discard(id(node))
 

@@ -1,5 +1,6 @@
 """`volumes:` of a service: named volumes (declared under the top-level `volumes:`), anonymous
-volumes, and bind mounts of absolute host paths for platform admins only. Short syntax
+volumes, relative bind mounts into the stack's directory (files.py), and bind mounts of
+absolute host paths for platform admins only. Short syntax
 ("NAME:/path[:ro]") and long syntax (type volume|bind, source, target, read_only,
 volume.nocopy). Each entry is checked by the runtime's `-v` parser and written back as
 "REAL_NAME:/path[:ro][,nocopy]"."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from panel.stacks.compose.files import stack_path
 from panel.stacks.compose.loader import Node
 from panel.stacks.compose.spec import VolumeSpec
 from panel.stacks.compose.values import (
@@ -38,16 +40,23 @@ TYPE_ADVICE = {
 }
 BIND_ADMIN_ONLY = ("bind mounts of host paths are allowed for platform admins only; use a named "
                    "volume (NAME:/path, with NAME declared under the top-level volumes:)")
-BIND_RELATIVE = ("a bind mount needs an absolute host path: Berth has no directory next to the "
-                 "compose file; use a named volume (NAME:/path) instead")
+BIND_OUTSIDE = ("a relative bind mount must stay inside the stack's directory (./path, not "
+                "../path); use a named volume (NAME:/path) for anything else")
+BIND_RELATIVE = ("a bind mount's source is an absolute host path or a path of the stack's "
+                 "directory starting with ./")
+# relative sources travel as STACK_DIR/<path> until the service splits them off (stack_dir)
+STACK_DIR = "/@stack"
 
 
 def _resolve(ctx: Context, source: str, rest: str, path: str, node: Node,
              declared: Mapping[str, VolumeSpec], used: set[str]) -> str | None:
     """The `-v` text with the real volume name, or None after reporting why not."""
     if source.startswith((".", "~")):
-        ctx.error(path, node.mark, BIND_RELATIVE if ctx.allow_bind_mounts else BIND_ADMIN_ONLY)
-        return None
+        relative = stack_path(source)
+        if relative is None:
+            ctx.error(path, node.mark, BIND_OUTSIDE)
+            return None
+        return f"{STACK_DIR}:{rest}" if relative == "." else f"{STACK_DIR}/{relative}:{rest}"
     if source.startswith("/"):
         if not ctx.allow_bind_mounts:
             ctx.error(path, node.mark, BIND_ADMIN_ONLY)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from panel.stacks.compose.errors import ComposeError, Issue
+from panel.stacks.compose.files import parse_objects
 from panel.stacks.compose.interpolation import interpolate
 from panel.stacks.compose.loader import Node, load
 from panel.stacks.compose.relations import active_profiles, apply_extends, drop_inactive, settle
@@ -30,12 +31,8 @@ from runtime.errors import InvalidArgument
 from runtime.network.store import validate_name as validate_network_name
 from runtime.volumes import validate_volume_name
 
-TOP_KEYS = ("version", "name", "services", "volumes", "networks")
+TOP_KEYS = ("version", "name", "services", "volumes", "networks", "secrets", "configs")
 TOP_REFUSED = {
-    "secrets": "compose secrets are files Berth does not mount; pass values through the "
-               "services' environment: from the stack's environment as ${VAR}",
-    "configs": "compose configs are files Berth does not mount; put the file in the image or "
-               "in a named volume",
     "include": "Berth takes one compose file; paste the included services into it",
     "models": "AI models are not supported",
 }
@@ -333,19 +330,23 @@ def _check_ports(ctx: Context, parsed: Mapping[str, ParsedService]) -> None:
 
 def parse_compose(text: str, *, stack_name: str | None = None,
                   environment: Mapping[str, Any] | None = None,
-                  allow_bind_mounts: bool = False) -> StackSpec:
+                  allow_bind_mounts: bool = False, files: Mapping[str, str] | None = None,
+                  secret_names: Collection[str] = ()) -> StackSpec:
     """Validate compose `text` and resolve it into a StackSpec.
 
     `stack_name` names the stack (it wins over the file's `name:`, as `-p` does in compose);
-    `environment` supplies ${VAR} values; `allow_bind_mounts` is true only when the actor is a
-    platform admin. Raises ComposeError listing every problem with its path, line and column."""
+    `environment` supplies ${VAR} values (`secret_names`: those whose values are secret
+    references); `files` is the stack's directory (relative path -> text, see files.py);
+    `allow_bind_mounts` is true only when the actor is a platform admin. Raises ComposeError
+    listing every problem with its path, line and column."""
     root = load(text)
     if not root.is_map:
         raise ComposeError([Issue(root.mark[0], root.mark[1], "",
                                   "a compose file is a mapping with a services: key, not "
                                   f"{describe(root.plain())}")])
     env = {str(k): str(v) for k, v in (environment or {}).items() if v is not None}
-    ctx = Context(allow_bind_mounts=allow_bind_mounts, environment=env)
+    ctx = Context(allow_bind_mounts=allow_bind_mounts, environment=env, files=dict(files or {}),
+                  secret_names=frozenset(secret_names))
     warnings: list[dict[str, Any]] = []
     root = interpolate(root, env, ctx.issues, warnings=warnings)
     # a value whose interpolation failed is reported once, not again by the checks that follow
@@ -357,7 +358,13 @@ def parse_compose(text: str, *, stack_name: str | None = None,
     volumes = _volumes(ctx, fields["volumes"], stack) if "volumes" in fields else {}
     networks = _networks(ctx, fields["networks"], stack) if "networks" in fields else {}
     default = networks["default"].name if "default" in networks else f"{stack}_default"
-    refs = StackRefs(volumes=volumes, networks=networks, default_network=default)
+    secret_files: set[str] = set()
+    refs = StackRefs(volumes=volumes, networks=networks, default_network=default, stack=stack,
+                     secrets=parse_objects(ctx, fields["secrets"], "secret", ctx.secret_names,
+                                           secret_files) if "secrets" in fields else {},
+                     configs=parse_objects(ctx, fields["configs"], "config", ctx.secret_names,
+                                           secret_files) if "configs" in fields else {},
+                     secret_files=secret_files)
 
     parsed: dict[str, ParsedService] = {}
     services_node = fields.get("services")
@@ -400,4 +407,5 @@ def parse_compose(text: str, *, stack_name: str | None = None,
         networks=dict(sorted(networks.items())),
         order=order,
         warnings=warnings,
+        secret_files=sorted(secret_files),
     )

@@ -16,10 +16,11 @@ from typing import Any
 
 from panel.fleet.placement import parse_constraint
 from panel.stacks.compose.errors import Mark
+from panel.stacks.compose.files import FileObject, bound_files, parse_env_files, parse_uses
 from panel.stacks.compose.host_options import KEYS as HOST_OPTION_KEYS
 from panel.stacks.compose.host_options import parse_host_options
 from panel.stacks.compose.loader import Node
-from panel.stacks.compose.mounts import parse_mounts
+from panel.stacks.compose.mounts import STACK_DIR, parse_mounts
 from panel.stacks.compose.ports import Published, parse_ports
 from panel.stacks.compose.spec import (
     CONTAINER_KEYS,
@@ -53,7 +54,8 @@ SERVICE_KEYS = ("image", "pull_policy", "command", "entrypoint", "environment", 
                 "volumes", "networks", "depends_on", "healthcheck", "restart", "init", "user",
                 "working_dir", "labels", "stop_signal", "stop_grace_period", "hostname",
                 "read_only", "deploy", "container_name", "network_mode", "links",
-                "mem_reservation", "profiles", *HOST_OPTION_KEYS)
+                "mem_reservation", "profiles", "env_file", "secrets", "configs",
+                *HOST_OPTION_KEYS)
 # read by the stack (resolve.py) before the service itself: extends merges another service in;
 # build: is refused below with advice that depends on whether image: is there too
 STACK_LEVEL_KEYS = ("extends", "build")
@@ -65,12 +67,6 @@ _NO_DNS = ("Berth's network DNS resolves service names and aliases; remove {key}
            "networks: with aliases: for extra names)")
 _NO_TUNING = "{key} is not supported; Berth sets memory, CPU and pids under deploy.resources.limits"
 REFUSED_SERVICE_KEYS: dict[str, str] = {
-    "env_file": "Berth cannot read files next to the compose file; put the variables under "
-                "environment: (values can come from the stack's environment as ${VAR})",
-    "secrets": "compose secrets are files Berth does not mount; pass the value under "
-               "environment: from the stack's environment as ${VAR}",
-    "configs": "compose configs are files Berth does not mount; put the file in the image or "
-               "in a named volume",
     "external_links": "use a shared external network (networks: with external: true) instead",
     "volumes_from": "share a named volume between the services instead (volumes: NAME:/path "
                     "in each)",
@@ -163,6 +159,10 @@ class StackRefs:
     volumes: Mapping[str, VolumeSpec]
     networks: Mapping[str, NetworkSpec]
     default_network: str  # the real name of the `default` network
+    stack: str = ""
+    secrets: Mapping[str, FileObject] = field(default_factory=dict)
+    configs: Mapping[str, FileObject] = field(default_factory=dict)
+    secret_files: set[str] = field(default_factory=set)  # files that are a secret's file:
 
 
 class _Request:
@@ -192,11 +192,13 @@ def _command(ctx: Context, node: Node, path: str, allow_null: bool) -> list[str]
     return string_list(ctx, node, path, '["sleep", "60"]')
 
 
-def _environment(ctx: Context, node: Node, path: str, request: _Request) -> None:
+def _environment(ctx: Context, node: Node, path: str, request: _Request,
+                 base: Mapping[str, str]) -> None:
+    """`environment:` over `base` (what the env files set)."""
     entries = key_values(ctx, node, path, "NAME")
     if entries is None:
         return
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(base)
     seen: set[str] = set()
     for entry in entries:
         if entry.key in seen:  # Compose refuses it too: which value was meant?
@@ -654,8 +656,13 @@ def parse_service(ctx: Context, name: str, node: Node, path: str, refs: StackRef
             words = _command(ctx, fields[key], join(path, key), allow_null)
             if words is not None:
                 request.set(key, words, join(path, key), fields[key])
+    from_files = parse_env_files(ctx, fields["env_file"], join(path, "env_file")) \
+        if "env_file" in fields else {}
     if "environment" in fields:
-        _environment(ctx, fields["environment"], join(path, "environment"), request)
+        _environment(ctx, fields["environment"], join(path, "environment"), request, from_files)
+    elif from_files:
+        request.set("env", dict(sorted(from_files.items())), join(path, "env_file"),
+                    fields["env_file"])
     if "labels" in fields:
         _labels(ctx, fields["labels"], join(path, "labels"), request)
     if "ports" in fields:
@@ -710,6 +717,37 @@ def parse_service(ctx: Context, name: str, node: Node, path: str, refs: StackRef
                       f"container_name {normalised['name']!r} names one container, and this "
                       f"service runs {spec.replicas} replicas: remove container_name or run "
                       "one replica (as in Docker)")
-    container["volumes"] = mounts
+    container["volumes"] = [m for m in mounts if not _in_stack_dir(m)]
     container["read_only"] = bool(container["read_only"])
+    _stack_files(ctx, fields, path, refs, container, [m for m in mounts if _in_stack_dir(m)])
     return parsed
+
+
+def _in_stack_dir(mount: str) -> bool:
+    return mount == STACK_DIR or mount.startswith((f"{STACK_DIR}/", f"{STACK_DIR}:"))
+
+
+def _stack_files(ctx: Context, fields: dict[str, Node], path: str, refs: StackRefs,
+                 container: dict[str, Any], relative: list[str]) -> None:
+    """secrets:, configs: (files mounted read-only) and the relative binds (the stack's
+    directory on the replica's host, with the uploaded files under the mounted paths)."""
+    files: list[dict[str, Any]] = []
+    for key, declared in (("secrets", refs.secrets), ("configs", refs.configs)):
+        if key in fields:
+            files += parse_uses(ctx, fields[key], join(path, key), key[:-1], declared)
+    targets = {m.split(":")[1] for m in container["volumes"] if ":" in m} | \
+        {m.split(":")[1] for m in relative}
+    for entry in files:
+        if entry["target"] in targets:
+            ctx.error(path, fields["secrets" if "secret" in entry else "configs"].mark,
+                      f"{entry['target']} is mounted twice (by volumes: and a secret or "
+                      "config): keep one")
+        targets.add(entry["target"])
+    if files:
+        container["files"] = sorted(files, key=lambda e: e["target"])
+    if relative:
+        mounts = [m.removeprefix(STACK_DIR).removeprefix("/") or "." for m in relative]
+        mounts = ["." + m if m.startswith(":") else m for m in mounts]
+        sources = [m.split(":")[0] for m in mounts]
+        container["stack_dir"] = {"stack": refs.stack, "mounts": mounts,
+                                  "files": bound_files(sources, ctx.files, refs.secret_files)}

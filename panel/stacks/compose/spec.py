@@ -88,6 +88,8 @@ class StackSpec:
     # what the file did that Compose also only warns about ({path, line, column, message});
     # not part of the stored spec
     warnings: list[dict[str, Any]] = field(default_factory=list, compare=False)
+    # the stack's files used as a secret's file: (kept encrypted); not part of the stored spec
+    secret_files: list[str] = field(default_factory=list, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

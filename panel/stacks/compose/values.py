@@ -25,6 +25,8 @@ class Context:
     issues: Issues = field(default_factory=Issues)
     allow_bind_mounts: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)  # the stack's directory (files.py)
+    secret_names: frozenset[str] = frozenset()  # environment names whose values are secrets
 
     def error(self, path: str, mark: Mark, message: str) -> None:
         self.issues.add(path, mark, message)

@@ -39,12 +39,34 @@ CASES = [
     ("empty_services", """\
         services: {}
         """, "services", 1, 1, "at least one service"),
-    ("top_level_secrets", """\
+    ("secret_file_not_uploaded", """\
         services:
           web: {image: nginx}
         secrets:
           token: {file: ./token}
-        """, "secrets", 3, 1, "environment"),
+        """, "secrets.token.file", 4, 17, "not among the stack's files"),
+    ("secret_external", """\
+        services:
+          web: {image: nginx, secrets: [token]}
+        secrets:
+          token: {external: true}
+        """, "secrets.token.external", 4, 11, "Berth keeps no swarm secrets"),
+    ("secret_undeclared", """\
+        services:
+          web: {image: nginx, secrets: [token]}
+        """, "services.web.secrets[0]", 2, 33, "undefined secret 'token'"),
+    ("config_from_a_secret_variable_file_leaving_the_directory", """\
+        services:
+          web: {image: nginx, configs: [conf]}
+        configs:
+          conf: {file: ../conf}
+        """, "configs.conf.file", 4, 16, "not leaving the directory"),
+    ("relative_bind_leaving_the_directory", """\
+        services:
+          web:
+            image: nginx
+            volumes: ["../etc:/etc/x"]
+        """, "services.web.volumes[0]", 4, 15, "stay inside the stack's directory"),
     ("unknown_top_level_key", """\
         services:
           web: {image: nginx}
@@ -117,12 +139,12 @@ CASES = [
           web: {image: nginx, depends_on: [debug]}
           debug: {image: busybox, profiles: [debug]}
         """, "services.web.depends_on[0]", 2, 36, "profile that is not active"),
-    ("env_file_refused", """\
+    ("env_file_not_uploaded", """\
         services:
           web:
             image: nginx
             env_file: .env
-        """, "services.web.env_file", 4, 5, "environment:"),
+        """, "services.web.env_file", 4, 15, "not among the stack's files"),
     ("mem_limit_refused", """\
         services:
           web:

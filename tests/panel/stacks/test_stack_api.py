@@ -204,3 +204,76 @@ def test_roles_decide_who_may_create_deploy_and_see_a_stack(team_clients, broker
     assert team_clients["admin"].post(f"/api/v1/stacks/{stack_id}/deploy", {},
                                       format="json").status_code == 202
     assert not Container.objects.exists()  # the engine makes replicas, on the control worker
+
+
+FILES_COMPOSE = """
+services:
+  web:
+    image: busybox
+    env_file: app.env
+    secrets: [db_password]
+    configs: [{source: motd, target: /etc/motd}]
+    volumes: ["./site:/srv/site:ro"]
+secrets:
+  db_password: {file: ./db_password.txt}
+configs:
+  motd: {file: ./motd.txt}
+"""
+FILES = {"app.env": "MODE=prod\n", "db_password.txt": "hunter2-file", "motd.txt": "hello",
+         "site/index.html": "<h1>hi</h1>"}
+
+
+def test_a_stacks_files_are_kept_and_its_secret_files_never_shown(team_clients, broker):
+    """An operator uploads the stack's directory with the compose file (relative binds need no
+    platform admin); the secret file is stored encrypted and shown by name only, to every
+    role and in the audit log; an update that leaves it out keeps it."""
+    made = team_clients["operator"].post("/api/v1/stacks/", {
+        "name": "withfiles", "compose": FILES_COMPOSE, "project": "shop", "deploy": False,
+        "files": FILES}, format="json")
+    assert made.status_code == 201, made.content
+    stack = Stack.objects.get(name="withfiles")
+    assert set(stack.files) == {"app.env", "motd.txt", "site/index.html"}
+    assert stack.secret_file_names == ["db_password.txt"]
+    for role in ("viewer", "operator", "admin"):
+        shown = team_clients[role].get(f"/api/v1/stacks/{stack.pk}/")
+        assert shown.status_code == 200
+        assert shown.json()["secret_files"] == ["db_password.txt"]
+        assert "hunter2-file" not in shown.content.decode()
+    assert "hunter2-file" not in str(list(AuditEvent.objects.values()))
+    changed = team_clients["operator"].patch(f"/api/v1/stacks/{stack.pk}/", {
+        "files": {**{k: v for k, v in FILES.items() if k != "db_password.txt"},
+                  "motd.txt": "changed"}}, format="json")
+    assert changed.status_code == 200, changed.content
+    stack.refresh_from_db()
+    from panel.stacks.services import stack_secret_files
+
+    assert stack_secret_files(stack) == {"db_password.txt": "hunter2-file"}
+    assert stack.files["motd.txt"] == "changed"
+
+
+@pytest.mark.parametrize("files, message", [
+    (["app.env"], "must be an object"),
+    ({"/etc/passwd": "x"}, "not a relative path"),
+    ({"../up": "x"}, "not a relative path"),
+    ({"a": "x", "a/b": "y"}, "both a file and a directory"),
+    ({"big": "x" * (1024 * 1024 + 1)}, "KiB"),
+    ({"bin": 5}, "must be text"),
+])
+def test_bad_files_are_refused_naming_the_field_and_nothing_is_created(api, broker, files,
+                                                                       message):
+    answer = api.post("/api/v1/stacks/", {"name": "badfiles", "compose": FILES_COMPOSE,
+                                          "files": files}, format="json")
+    assert answer.status_code == 400, answer.content
+    assert message in str(answer.json()["files"])
+    assert not Stack.objects.filter(name="badfiles").exists()
+
+
+def test_compose_warnings_come_back_with_the_stack(api, broker):
+    answer = api.post("/api/v1/stacks/", {"name": "warned", "deploy": False, "compose":
+                                          "services:\n  web:\n    image: busybox\n"
+                                          "    environment: {A: \"${NOT_SET}\"}\n"},
+                      format="json")
+    assert answer.status_code == 201, answer.content
+    warnings = answer.json()["warnings"]
+    assert [(w["path"], w["line"]) for w in warnings] == [("services.web.environment.A", 4)]
+    assert "NOT_SET is not set" in warnings[0]["message"]
