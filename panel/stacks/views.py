@@ -4,6 +4,7 @@ log) and the template catalogue. Every page asks the access policy (panel/access
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -77,7 +78,8 @@ def stack_new(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "projects": policy.projects_for(request.user, "stack.create"),
         "compose": request.POST.get("compose", ""), "name": request.POST.get("name", ""),
-        "environment": request.POST.get("environment", ""), "issues": [], "error": ""}
+        "environment": request.POST.get("environment", ""), "issues": [], "error": "",
+        "files_json": request.POST.get("files_json", "")}
     if request.method == "POST":
         try:
             project = _project_choice(request, request.POST.get("project", ""))
@@ -85,7 +87,9 @@ def stack_new(request: HttpRequest) -> HttpResponse:
             environment = _parse_env(request.POST.get("environment", ""))
             stack = services.create_stack(
                 actor(request), request.POST.get("name", ""), context["compose"], project,
-                environment, allow_bind_mounts=policy.is_platform_admin(request.user))
+                environment, allow_bind_mounts=policy.is_platform_admin(request.user),
+                files=_posted_files(request))
+            _warn(request, stack)
             services.deploy_stack(actor(request), stack, "created in the editor",
                                   allow_bind_mounts=policy.is_platform_admin(request.user))
             messages.success(request, f"Stack {stack.name} created; deploying revision 1.")
@@ -94,6 +98,25 @@ def stack_new(request: HttpRequest) -> HttpResponse:
             context["issues"], context["error"] = _compose_errors(exc)
     context["lines"] = _numbered(context["compose"], context["issues"])
     return render(request, "stacks/editor.html", context, status=_refused_status(context))
+
+
+def _posted_files(request: HttpRequest) -> Any:
+    """The folder the editor read (stack_files.js): None (keep the stack's files) when no
+    folder was picked."""
+    text = request.POST.get("files_json", "")
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValidationFailed({"files": ["the chosen folder could not be read; pick it again"]}
+                               ) from None
+
+
+def _warn(request: HttpRequest, stack: Stack) -> None:
+    """What Compose would warn about too (an unset variable), at its line."""
+    for warning in getattr(stack, "compose_warnings", []):
+        messages.warning(request, f"line {warning['line']}: {warning['message']}")
 
 
 def _parse_env(text: str) -> dict[str, str]:
@@ -130,15 +153,19 @@ def stack_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_rollback": policy.can(request.user, "stack.rollback", stack),
         "can_logs": policy.can(request.user, "stack.logs", stack),
         "can_remove": policy.can(request.user, "stack.remove", stack),
-        "compose": stack.compose, "issues": [], "error": ""}
+        "compose": stack.compose, "issues": [], "error": "",
+        "files_json": request.POST.get("files_json", "")}
     conflict = False
     if request.method == "POST":
         policy.authorize(request.user, "stack.update", stack, actor(request))
         context["compose"] = request.POST.get("compose", "")
         try:
             with transaction.atomic():  # a deploy that cannot start keeps the old text too
-                services.update_stack(actor(request), stack, context["compose"],
-                                      allow_bind_mounts=policy.is_platform_admin(request.user))
+                updated = services.update_stack(
+                    actor(request), stack, context["compose"],
+                    allow_bind_mounts=policy.is_platform_admin(request.user),
+                    files=_posted_files(request))
+                _warn(request, updated)
                 if policy.can(request.user, "stack.deploy", stack):
                     services.deploy_stack(
                         actor(request), stack,

@@ -105,3 +105,53 @@ def test_stack_log_is_live_follows_new_replicas_and_resumes(stack: Stack, browse
                            "'log closed: the stack was removed'", timeout=60_000)
     assert page.locator("#stack-log [style]").count() == 0  # the CSP blocks inline styles
     page.close()
+
+
+FOLDER_COMPOSE = """services:
+  web:
+    image: busybox
+    env_file: app.env
+    command: ["sh", "-c", "[ \\"$$GREETING\\" = hello ] && exec httpd -f -p 8080 -h /www"]
+    volumes: ["./site:/www:ro"]
+    secrets: [token]
+secrets:
+  token: {file: ./token.txt}
+"""
+
+
+def test_a_project_folder_picked_in_the_editor_becomes_the_stacks_files(stack: Stack,
+                                                                         browser: Any,
+                                                                         tmp_path: Any):
+    """A person picks the folder their compose file lives in: the editor takes the compose file
+    from it, the env file, the secret and the site's pages travel with it, the stack deploys,
+    and its page lists the files (the secret by name only)."""
+    folder = tmp_path / "myapp"
+    (folder / "site").mkdir(parents=True)
+    (folder / "compose.yml").write_text(FOLDER_COMPOSE)
+    (folder / "app.env").write_text("GREETING=hello\n")
+    (folder / "token.txt").write_text("folder-secret-value")
+    (folder / "site" / "index.html").write_text("from the folder")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    token = stack.manage("berth_token", ADMIN).strip()
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, stack.url)
+    page.goto(f"{stack.url}/stacks/new/")
+    page.fill("#name", "fromfolder")
+    page.set_input_files("#stack-files", folder)
+    page.wait_for_function("() => document.getElementById('stack-files-chosen')"
+                           ".dataset.count === '3'", timeout=15_000)
+    assert "env_file: app.env" in page.input_value("#compose")  # taken from the folder
+    page.get_by_role("button", name="Create and deploy").click()
+    page.wait_for_url(f"{stack.url}/stacks/*/", timeout=30_000)
+    stack_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    data = _deployed(stack, token, stack_id, 1)
+    assert sorted(data["files"]) == ["app.env", "site/index.html"]
+    assert data["secret_files"] == ["token.txt"]
+    page.reload()
+    listed = page.locator("#stack-files-list").inner_text()
+    assert "site/index.html" in listed and "token.txt" in listed
+    assert "secret: its content is never shown" in listed
+    assert "folder-secret-value" not in page.content()
+    _api(stack, token, "DELETE", f"stacks/{stack_id}/")

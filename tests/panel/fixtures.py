@@ -119,11 +119,12 @@ def control_worker(redis_url: str, db_url: str, state_dir: Path,
     log_path = state_dir / f"control-worker-{os.getpid()}-{time.monotonic_ns()}.log"
     from django.conf import settings
 
-    # the worker decrypts what this process encrypted (stack and container secrets)
+    # the worker decrypts what this process encrypted (stack and container secrets); the e2e
+    # stack, without Django here, shares one state directory (and so its key file) instead
+    key = {"BERTH_SECRETS_KEY": settings.BERTH_SECRETS_KEY} if settings.configured else {}
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=db_url,
                BERTH_STATE_DIR=str(state_dir), DJANGO_SETTINGS_MODULE="panel.settings",
-               BERTH_SECRETS_KEY=settings.BERTH_SECRETS_KEY, PYTHONPATH=str(REPO),
-               **(extra_env or {}))
+               PYTHONPATH=str(REPO), **key, **(extra_env or {}))
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "panel", "worker", "-Q", "control", "-B",
