@@ -227,6 +227,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": BERTH_RECONCILE_INTERVAL},
     },
     "audit-archive": {"task": "berth.control.audit_archive", "schedule": 3600.0},
+    "volume-backups": {"task": "berth.control.volume_backups", "schedule": 60.0,
+                       "options": {"expires": 60.0}},
     "stack-images": {"task": "berth.control.stack_check_images", "schedule": 900.0},
 }
 

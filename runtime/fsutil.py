@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -64,3 +65,12 @@ def try_lock(path: Path) -> int | None:
 def remove_tree(path: Path) -> None:
     """Remove a directory tree, tolerating its absence."""
     shutil.rmtree(path, ignore_errors=False) if path.exists() else None
+
+
+def file_sha256(path: Path, chunk: int = 1024 * 1024) -> str:
+    """The sha256 (hex) of the file at `path`, read in pieces of `chunk` bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while piece := source.read(chunk):
+            digest.update(piece)
+    return digest.hexdigest()

@@ -2,7 +2,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from panel.api import access_views, audit_views, schema, views  # noqa: F401 (schema: auth)
+from panel.api import (  # noqa: F401 (schema: auth)
+    access_views,
+    audit_views,
+    backup_views,
+    schema,
+    views,
+)
 
 router = DefaultRouter()
 router.register("hosts", views.HostViewSet, basename="host")
@@ -11,6 +17,8 @@ router.register("containers", views.ContainerViewSet, basename="container")
 router.register("volumes", views.VolumeViewSet, basename="volume")
 router.register("networks", views.NetworkViewSet, basename="network")
 router.register("operations", views.OperationViewSet, basename="operation")
+router.register("backup-schedules", backup_views.BackupScheduleViewSet,
+                basename="backupschedule")
 router.register("teams", access_views.TeamViewSet, basename="team")
 router.register("projects", access_views.ProjectViewSet, basename="project")
 router.register("users", access_views.UserViewSet, basename="user")

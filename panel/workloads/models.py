@@ -9,6 +9,7 @@ import uuid
 
 from django.db import models
 
+from panel.access.policy import ANY_ROLE, CHANGE, register
 from panel.access.querysets import ScopedQuerySet
 from panel.fleet.models import Host
 
@@ -198,3 +199,45 @@ class Operation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.target_name} {self.status}"
+
+
+class BackupSchedule(models.Model):
+    """Back up `volume` on `host` every `interval_hours` to `target` (a directory on the host
+    or an S3 bucket), keeping the newest backup of each of the last `keep_daily` days and
+    `keep_weekly` ISO weeks (runtime/volumes/scheduled.py). The S3 secret key is encrypted."""
+
+    volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="backup_schedules")
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="backup_schedules")
+    interval_hours = models.PositiveIntegerField(default=24)
+    keep_daily = models.PositiveIntegerField(default=7)
+    keep_weekly = models.PositiveIntegerField(default=4)
+    target = models.JSONField(help_text="{kind: directory, path} or {kind: s3, bucket, prefix, "
+                                        "endpoint_url, access_key, region}")
+    secret_key_encrypted = models.TextField(blank=True)
+    next_run_at = models.DateTimeField(db_index=True)
+    last_backup = models.ForeignKey(Operation, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    last_drill = models.ForeignKey(Operation, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["volume__name", "pk"]
+
+    def __str__(self) -> str:
+        return f"backups of {self.volume.name} on {self.host.name}"
+
+    @property
+    def project(self):  # type: ignore[no-untyped-def]
+        return self.volume.project
+
+    @property
+    def name(self) -> str:
+        return str(self.pk)
+
+
+register("backupschedule", {"view": ANY_ROLE, "create": CHANGE, "remove": CHANGE,
+                            "run": CHANGE, "drill": CHANGE}, path="volume__project")

@@ -40,6 +40,16 @@ def operation_progress(operation_id: str, status: str, progress: float | None = 
                                       message, result)
 
 
+@app.task(name=control_task("volume_backups"), ignore_result=True)
+def volume_backups() -> None:
+    """Periodic (beat): send the scheduled volume backups whose time has come."""
+    from panel.workloads.backups import run_due
+
+    sent = run_due(Actor.system("backup-scheduler"))
+    if sent:
+        log.info("volume backups: %d sent to their hosts", sent)
+
+
 @app.task(name=control_task("reconcile"), ignore_result=True)
 def reconcile() -> None:
     """Periodic (beat): desired vs observed, reschedule, re-apply."""

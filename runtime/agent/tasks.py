@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime import fsutil
@@ -41,6 +42,7 @@ from runtime.protocol import (
     container_state,
     control_task,
 )
+from runtime.volumes import scheduled
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -320,6 +322,34 @@ class AgentTasks:
 
         return self._operate(operation_id, f"ensure volume {name}", work)
 
+    def backup_volume(self, name: str, target: dict[str, Any], keep_daily: int,
+                      keep_weekly: int, operation_id: str | None = None,
+                      **_ignored: Any) -> dict[str, Any]:
+        """A scheduled backup of volume `name` to `target` (a directory or S3), then the
+        retention rule; the result names the backup, its digests and what was deleted."""
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            with self.lock("volume", name):
+                done = scheduled.back_up(self.host.volumes, name, scheduled.target_from(target),
+                                         int(keep_daily), int(keep_weekly), self._scratch())
+            deleted = f", {len(done.deleted)} old one(s) deleted" if done.deleted else ""
+            return f"volume {name} backed up as {done.name}{deleted}", done.as_dict()
+
+        return self._operate(operation_id, f"back up volume {name}", work)
+
+    def drill_volume_backup(self, name: str, target: dict[str, Any],
+                            operation_id: str | None = None, **_ignored: Any) -> dict[str, Any]:
+        """Restore the newest backup of `name` at `target` into a scratch volume, prove it
+        byte-exact, remove the scratch volume."""
+        def work(operation: Operation) -> tuple[str, dict[str, Any]]:
+            proof = scheduled.drill(self.host.volumes, name, scheduled.target_from(target),
+                                    self._scratch())
+            return f"backup {proof['backup']} of {name} restores byte-exact", proof
+
+        return self._operate(operation_id, f"restore drill of volume {name}", work)
+
+    def _scratch(self) -> Path:
+        return self.host.root / "agent" / "backups"
+
     def remove_volume(self, name: str, operation_id: str | None = None,
                       **_ignored: Any) -> dict[str, Any]:
         """Remove the named volume (refused while a container uses it); absent is fine."""
@@ -445,7 +475,8 @@ def _result(action: str, container: Container) -> dict[str, Any]:
 
 
 TASK_NAMES = ("apply_container", "container_action", "pull_image", "ensure_volume",
-              "remove_volume", "ensure_network", "remove_network", "snapshot", "logs", "stats")
+              "remove_volume", "ensure_network", "remove_network", "snapshot", "logs", "stats",
+              "backup_volume", "drill_volume_backup")
 
 
 def register(app: Celery, tasks: AgentTasks) -> None:

@@ -24,7 +24,6 @@ agent's Redis).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -38,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from runtime.fsutil import file_sha256
+
 log = logging.getLogger("berth.transfers")
 
 CHUNK = 1024 * 1024
@@ -47,14 +48,6 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 def url_key(host_name: str) -> str:
     return f"berth:transfer:url:{host_name}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

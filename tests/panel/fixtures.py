@@ -227,3 +227,32 @@ def two_teams(user_model: Any, platform: bool = False) -> TeamsWorld:
     access.set_member(system, team_a, "viewer", "viewer")
     access.set_member(system, team_b, "other", "admin")
     return TeamsWorld(users, team_a, alpha)
+
+
+S3_KEYS = {"access_key": "berth-test", "secret_key": "berth-s3-secret-value"}
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """An S3 API on loopback (moto's server, in memory); yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def s3_bucket(url: str) -> tuple[Any, str]:
+    """A boto3 client of the server at `url` and a new bucket's name."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id=S3_KEYS["access_key"],
+                          aws_secret_access_key=S3_KEYS["secret_key"])
+    name = f"berth-{os.urandom(4).hex()}"
+    client.create_bucket(Bucket=name)
+    return client, name

@@ -40,6 +40,9 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "volume.view": EVERY, "volume.create": CHANGE, "volume.remove": CHANGE,
     # A backup copies the data out, a restore replaces it: both change the workload.
     "volume.backup": CHANGE, "volume.restore": CHANGE,
+    # Scheduled backups copy the data out on a timer: like a backup, they change the workload.
+    "backupschedule.view": EVERY,
+    **{f"backupschedule.{verb}": CHANGE for verb in ("create", "remove", "run", "drill")},
     "network.view": EVERY, "network.create": CHANGE, "network.remove": CHANGE,
     "operation.view": EVERY,
     "project.view": EVERY, "project.create": ADMIN, "project.change": ADMIN,
@@ -66,6 +69,7 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
 VISIBLE: dict[str, frozenset[str]] = {
     "container": EVERY, "volume": EVERY, "network": EVERY, "operation": EVERY,
     "backup": EVERY,  # the operation of a finished volume backup
+    "schedule": EVERY,  # a backup schedule of alpha's volume
     "project": EVERY, "team": EVERY, "member": EVERY, "event": AUDIT,
     "host": SIGNED_IN, "image": SIGNED_IN, "own_token": SIGNED_IN,
     "user": SIGNED_IN,  # users are not team objects: non-admins get 403, not 404
@@ -98,6 +102,14 @@ API_ROUTES: dict[str, dict[str, Any]] = {
     "volume-list": {"GET": "volume.view", "POST": (
         "volume.create", {"name": "v2", "project": "alpha"})},
     "volume-detail": {"obj": "volume", "GET": "volume.view", "DELETE": "volume.remove"},
+    # the schedule is created on a volume of alpha (hidden from "other": 404)
+    "backupschedule-list": {"GET": "backupschedule.view", "POST": {
+        "action": "backupschedule.create", "target": "volume", "body": {
+            "volume": "data", "target": {"kind": "directory", "path": "/srv/backups"}}}},
+    "backupschedule-detail": {"obj": "schedule", "GET": "backupschedule.view",
+                              "DELETE": "backupschedule.remove"},
+    "backupschedule-run": {"obj": "schedule", "POST": "backupschedule.run"},
+    "backupschedule-drill": {"obj": "schedule", "POST": "backupschedule.drill"},
     "network-list": {"GET": "network.view", "POST": (
         "network.create", {"name": "n2", "project": "alpha"})},
     "network-detail": {"obj": "network", "GET": "network.view", "DELETE": "network.remove"},

@@ -139,6 +139,7 @@ def build_world(django_user_model: Any, make_host: Any) -> dict[str, Any]:
     from panel.fleet.services import check_hosts
     from panel.live import transfers
     from panel.stacks import services as stacks
+    from panel.workloads import backups
     from panel.workloads.models import Image
     from panel.workloads.reports import record_operation_progress
 
@@ -162,6 +163,9 @@ def build_world(django_user_model: Any, make_host: Any) -> dict[str, Any]:
     backup = transfers.backup_volume(system, volume, host)
     record_operation_progress(Actor.agent("h1"), str(backup.pk), "succeeded",
                               result={"download": "0" * 32, "filename": "data.tar.zst"})
+    volume.hosts.add(host)
+    schedule = backups.create_schedule(system, volume, {
+        "host": "h1", "target": {"kind": "directory", "path": "/srv/backups"}})
     stack = stacks.create_stack(system, "shop", STACK_COMPOSE, alpha)
     stacks.deploy_stack(system, stack, "first")  # revision 1
     template = stacks.save_as_template(system, stack, "shop-template")
@@ -173,6 +177,7 @@ def build_world(django_user_model: Any, make_host: Any) -> dict[str, Any]:
     return {"users": users, "tokens": tokens, "ro": (ro_token, ro_secret),
             "objects": {"container": container.pk, "volume": volume.pk, "network": network.pk,
                         "operation": str(operation.pk), "backup": str(backup.pk),
+                        "schedule": schedule.pk,
                         "project": alpha.pk, "team": team_a.pk, "host": "h1",
                         "image": Image.objects.first().pk, "user": users["newbie"].pk,
                         "event": event.seq, "stack": stack.pk, "team_template": template.pk}}
