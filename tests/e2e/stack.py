@@ -38,6 +38,7 @@ class Stack:
     runtime_root: Path
     env: dict[str, str]
     logs: dict[str, Path]
+    web_pid: int = 0
 
     def manage(self, *args: str, stdin: str | None = None) -> str:
         done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env,
@@ -107,7 +108,7 @@ def berth_stack(runtime_root: Path, extra_env: dict[str, str] | None = None) -> 
             sys.executable, "-m", "runtime.agent.logship", "--host-name", HOST_NAME,
             "--state-dir", str(runtime_root), "--redis-url", redis.url], env, logs, state_dir))
         port = free_port()
-        stack.enter_context(_process("web", [
+        web = stack.enter_context(_process("web", [
             sys.executable, "-m", "uvicorn", "panel.asgi:application", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning", "--ws-max-size", "16777216"],
             env, logs, state_dir))
@@ -120,7 +121,7 @@ def berth_stack(runtime_root: Path, extra_env: dict[str, str] | None = None) -> 
                 return False
 
         _wait(web_up, 30, "the web server answering")
-        result = Stack(url, redis.url, state_dir, runtime_root, env, logs)
+        result = Stack(url, redis.url, state_dir, runtime_root, env, logs, web.pid)
 
         def host_up() -> bool:
             if agent.poll() is not None:
