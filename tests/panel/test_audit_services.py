@@ -37,7 +37,8 @@ HELPERS = {
     "panel.audit.services": {"record_event", "append", "redact", "writes_suspended"},
     "panel.fleet.services": set(),
     # the deploy engine's writers: exercised with real agents in tests/panel/stacks
-    "panel.stacks.services": {"stack_summary", "stack_secrets", "claim_revision",
+    "panel.stacks.services": {"stack_summary", "stack_secrets", "stack_secret_files",
+                              "stack_files", "engine_secrets", "claim_revision",
                               "finish_revision", "pin_image_digests", "add_replica",
                               "drop_replica", "record_image_updates", "owner_is_dead",
                               "new_owner", "pass_lease", "take_over_revision",
