@@ -3,17 +3,14 @@ control worker, one agent running runc containers (the stacks' control plane).""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from panel.workloads.models import Container
-from runtime.containers.options import RunOptions
 from tests.panel.stacks.stack_harness import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.django_db(transaction=True)]
-KERNEL_FIELDS_IN_RUNTIME = "cap_add" in {f.name for f in dataclasses.fields(RunOptions)}
 
 
 def _exit_code(api, name: str, **fields) -> int:
@@ -38,8 +35,6 @@ def test_user_hostname_read_only_and_workdir_set_through_the_api_apply(host, api
                       stop_signal="SIGINT") == 0
 
 
-@pytest.mark.skipif(not KERNEL_FIELDS_IN_RUNTIME,
-                    reason="the runtime's RunOptions has no cap_add yet (helper runopts)")
 def test_cap_add_set_through_the_api_lets_the_container_add_an_address(host, api):
     command = ["ip", "addr", "add", "10.9.9.9/32", "dev", "lo"]
     assert _exit_code(api, "withcap", command=command, cap_add=["NET_ADMIN"]) == 0
