@@ -100,6 +100,11 @@ def remove_schedule(actor: Actor, schedule: BackupSchedule) -> None:
     schedule.delete()
 
 
+def _locked(schedule: BackupSchedule) -> BackupSchedule:
+    return BackupSchedule.objects.select_for_update(of=("self",)).select_related(
+        "volume", "host").get(pk=schedule.pk)
+
+
 def _summary(schedule: BackupSchedule) -> dict[str, Any]:
     return {"volume": schedule.volume.name, "host": schedule.host.name,
             "interval_hours": schedule.interval_hours, "keep_daily": schedule.keep_daily,
@@ -114,8 +119,7 @@ def _agent_target(schedule: BackupSchedule) -> dict[str, Any]:
 @transaction.atomic
 def run_backup(actor: Actor, schedule: BackupSchedule) -> Operation:
     """Back up now (the beat pass, or "run now"); the next run is an interval from now."""
-    schedule = BackupSchedule.objects.select_for_update(of=("self",)).select_related(
-        "volume", "host").get(pk=schedule.pk)
+    schedule = _locked(schedule)
     operation = start_operation(actor, "volume.backup", schedule.volume, schedule.host.name)
     schedule.last_backup = operation
     schedule.next_run_at = timezone.now() + timedelta(hours=schedule.interval_hours)
@@ -131,8 +135,7 @@ def run_backup(actor: Actor, schedule: BackupSchedule) -> Operation:
 @transaction.atomic
 def run_drill(actor: Actor, schedule: BackupSchedule) -> Operation:
     """Restore the newest backup into a scratch volume on its host and prove it byte-exact."""
-    schedule = BackupSchedule.objects.select_for_update(of=("self",)).select_related(
-        "volume", "host").get(pk=schedule.pk)
+    schedule = _locked(schedule)
     operation = start_operation(actor, "volume.drill", schedule.volume, schedule.host.name)
     schedule.last_drill = operation
     schedule.save(update_fields=["last_drill"])
