@@ -12,7 +12,11 @@
    then exited on its own is left to its restart policy (the host's supervisor), as docker does;
 3. an apply is re-sent at most every BERTH_REAPPLY_AFTER seconds per container (an agent may be
    pulling a large image), claimed by a conditional update on `applied_at`, so concurrent passes
-   send it once.
+   send it once;
+4. the agent of each host that is up is asked again for the outcome of its operations that have
+   been silent for BERTH_CONTROL_REDELIVERY seconds (runtime/agent/outcomes.py: a report can be
+   lost with a control worker killed as it took it). An agent answers only for the operations it
+   has finished; one still working (a long pull) answers nothing.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from django.utils import timezone
 from panel.audit.services import Actor, record_event
 from panel.fleet.models import DOWN, Host
 from panel.fleet.placement import NoHostFits, choose_host
-from panel.workloads.models import ACTIVE_STATUSES, RUNNING, STOPPED, Container
+from panel.workloads.models import ACTIVE_STATUSES, RUNNING, STOPPED, Container, Operation
 from panel.workloads.services import container_spec, placement_request
 
 ABSENT_STATUSES = ("", "missing", "removed")
+OUTCOMES_ASKED = 200
 
 
 def reconcile(actor: Actor, now: datetime | None = None) -> dict[str, int]:
@@ -49,7 +54,28 @@ def reconcile(actor: Actor, now: datetime | None = None) -> dict[str, int]:
         with transaction.atomic():
             if _claim_and_apply(actor, container, reason, now):
                 counts["applied"] += 1
+    counts["outcomes asked"] = ask_for_silent_outcomes(now)
     return counts
+
+
+def ask_for_silent_outcomes(now: datetime) -> int:
+    """Step 4: `resend_outcomes` to each host that is up, for its unfinished operations silent
+    for BERTH_CONTROL_REDELIVERY s (at most OUTCOMES_ASKED per host and pass, oldest first);
+    returns how many were asked for."""
+    from panel.fleet.dispatch import send_to_host
+
+    silent_since = now - timedelta(seconds=settings.BERTH_CONTROL_REDELIVERY)
+    up = Host.objects.exclude(status=DOWN).values_list("name", flat=True)
+    asked = 0
+    for host_name in up:
+        ids = [str(pk) for pk in Operation.objects.filter(
+            host_name=host_name, updated_at__lt=silent_since).exclude(
+            status__in=Operation.FINISHED).order_by("updated_at").values_list(
+            "pk", flat=True)[:OUTCOMES_ASKED]]
+        if ids:
+            send_to_host(host_name, "resend_outcomes", ids)
+            asked += len(ids)
+    return asked
 
 
 def _to_place(now: datetime) -> list[Container]:

@@ -10,9 +10,11 @@ SIGTERM or Ctrl-C stops it cleanly: running tasks finish; containers keep runnin
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import re
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `kill -USR2 <agent>` writes every thread's stack to the log: where a stuck task waits
+    # (Celery takes USR1 for its own, longer dump)
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     # The agent runs as root by design (it drives runc); it accepts JSON only, never pickle.
     from celery.exceptions import SecurityWarning
 

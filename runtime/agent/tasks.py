@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from runtime import fsutil
 from runtime.agent import specs, stack_files
 from runtime.agent.celery_app import ControlClient
+from runtime.agent.outcomes import Outcomes
 from runtime.containers import logs as container_logs
 from runtime.containers.record import ZERO_TIME, Container
 from runtime.errors import BerthError, ContainerNotRunning, InvalidArgument, NotFound
@@ -64,9 +65,11 @@ ACTIONS = ("start", "stop", "restart", "kill", "remove")
 class Operation:
     """Progress reports of one panel operation (nothing is sent without an operation id)."""
 
-    def __init__(self, client: ControlClient, operation_id: str | None):
+    def __init__(self, client: ControlClient, operation_id: str | None,
+                 outcomes: Outcomes | None = None):
         self.client = client
         self.operation_id = operation_id
+        self.outcomes = outcomes
         self.progress = 0
         self._last_sent = 0.0
 
@@ -75,10 +78,12 @@ class Operation:
         if not self.operation_id:
             return
         self.progress = max(0, min(100, int(progress)))
+        report: dict[str, Any] = {"operation_id": self.operation_id, "status": status,
+                  "progress": self.progress, "message": message, "result": result}
+        if final and self.outcomes is not None:
+            self.outcomes.keep(self.operation_id, report)
         deadline = time.monotonic() + (FINAL_REPORT_RETRY if final else 0)
-        while not self.client.send(control_task("operation_progress"),
-                                   operation_id=self.operation_id, status=status,
-                                   progress=self.progress, message=message, result=result):
+        while not self.client.send(control_task("operation_progress"), **report):
             if time.monotonic() >= deadline:
                 break
             time.sleep(1.0)
@@ -104,6 +109,7 @@ class AgentTasks:
         self.client = client
         self.reporter = reporter
         self.lock_dir = host.root / "agent" / "locks"
+        self.outcomes = Outcomes()
 
     # -- helpers -------------------------------------------------------------------------------
     @contextmanager
@@ -124,7 +130,7 @@ class AgentTasks:
                  work: Callable[[Operation], tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         """Run `work` with progress reports; BerthErrors become a failed operation and an
         `{"ok": False, "error": …}` result (retrying would fail the same way)."""
-        operation = Operation(self.client, operation_id)
+        operation = Operation(self.client, operation_id, self.outcomes)
         operation.running(0, start_message)
         try:
             message, result = work(operation)
@@ -140,6 +146,21 @@ class AgentTasks:
             self.reporter.poke()
         operation.succeeded(message, result)
         return {"ok": True, **result}
+
+    def resend_outcomes(self, operation_ids: list[str] | None = None,
+                        **_ignored: Any) -> dict[str, Any]:
+        """Send the final report of each of `operation_ids` again (the panel never got it:
+        runtime/agent/outcomes.py). Ids without one here (still running, or from before this
+        agent started) are skipped."""
+        sent = 0
+        for operation_id in operation_ids or []:
+            report = self.outcomes.get(str(operation_id))
+            if report is not None and self.client.send(control_task("operation_progress"),
+                                                       **report):
+                sent += 1
+        if sent:
+            log.info("sent %d operation outcome(s) again", sent)
+        return {"ok": True, "sent": sent}
 
     # -- containers ----------------------------------------------------------------------------
     def apply_container(self, spec: dict[str, Any], operation_id: str | None = None,
@@ -476,7 +497,7 @@ def _result(action: str, container: Container) -> dict[str, Any]:
 
 TASK_NAMES = ("apply_container", "container_action", "pull_image", "ensure_volume",
               "remove_volume", "ensure_network", "remove_network", "snapshot", "logs", "stats",
-              "backup_volume", "drill_volume_backup")
+              "backup_volume", "drill_volume_backup", "resend_outcomes")
 
 
 def register(app: Celery, tasks: AgentTasks) -> None:

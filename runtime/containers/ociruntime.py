@@ -24,6 +24,10 @@ from runtime.errors import ContainerNotRunning, NotFound, RuntimeFailure
 
 CANDIDATES = ("crun", "runc")
 FIFO_TIMEOUT = 30.0  # how long a start waits for runc's init to take the exec fifo
+# A runtime command (state, start, kill, delete) that has not returned after this long is hung
+# (a frozen cgroup, a process stuck in the kernel): it is killed and the call fails, so the
+# task that made it reports a failure instead of holding its container's locks for good.
+CALL_TIMEOUT = 60.0
 _probe_cache: dict[str, str] = {}
 
 
@@ -42,7 +46,12 @@ class OCIRuntime:
         return [self.path, "--root", str(self.state_root), *args]
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(self.argv(*args), capture_output=True, text=True)
+        try:
+            result = subprocess.run(self.argv(*args), capture_output=True, text=True,
+                                    timeout=CALL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeFailure(f"{self.name} {args[0]} did not return within "
+                                 f"{CALL_TIMEOUT:g}s") from None
         if check and result.returncode != 0:
             raise RuntimeFailure(
                 f"{self.name} {args[0]} failed: {_runtime_message(result.stderr)}"

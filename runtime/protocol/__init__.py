@@ -22,6 +22,10 @@ All are idempotent: a retried or duplicated message does no harm.
 ``berth.agent.ensure_volume(name, labels, operation_id)`` / ``remove_volume(name, operation_id)``
 ``berth.agent.ensure_network(spec, operation_id)`` / ``remove_network(name, operation_id)``
 ``berth.agent.snapshot()``: send a full snapshot now.
+``berth.agent.resend_outcomes(operation_ids)``: send the final ``operation_progress`` of each
+    again (the panel asks for operations silent for BERTH_CONTROL_REDELIVERY: a report can be
+    lost with a control worker killed as it took it); ids the agent has no outcome for are
+    skipped.
 ``berth.agent.logs(uid, tail, since, until, timestamps)`` -> list of log entries (RPC)
 ``berth.agent.stats(uid)`` -> stats dict (RPC)
 

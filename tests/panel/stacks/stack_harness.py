@@ -20,6 +20,8 @@ from typing import Any
 from tests.integration.agent_harness import AgentProcess, agent_roots
 from tests.panel.fixtures import control_worker
 
+FAILED_LOGS = Path("/tmp/berth-test-logs")  # the whole logs of a failed stack test
+
 
 def session_root_parent() -> Path:
     """TEST_ROOT_PARENT of this pytest session (tests/conftest.py names the session's cgroup
@@ -106,12 +108,41 @@ def wait_revision(stack_id: int, number: int, timeout: float = 120,
         return wait_for(finished, timeout, f"revision {number} finishing")
     except AssertionError:
         if plane is not None:
-            quiet = ("heartbeat", "reconcile", "check_hosts", "unchanged")
-            for log in (plane.worker.log(), plane.agent.log()):
-                lines = [line for line in log.splitlines() if not any(q in line for q in quiet)]
-                sys.stderr.write("\n".join(lines[-80:]) + "\n")
+            write_logs(plane)
         raise
 
+
+def write_logs(plane: Plane, lines: int = 80, stacks: bool = False) -> None:
+    """The last `lines` of the control worker's and the agent's logs, without the periodic
+    chatter, to stderr (pytest shows it with a failure); with `stacks`, the agent first writes
+    where each of its threads is. Both logs are also kept whole in FAILED_LOGS."""
+    quiet = ("heartbeat", "reconcile", "check_hosts", "unchanged", "resume_deploys")
+    if plane.agent.running and stacks:
+        assert plane.agent.process is not None
+        plane.agent.process.send_signal(signal.SIGUSR2)  # runtime/agent/main.py
+        time.sleep(1)
+    _write_control_unacked(plane.agent.redis_url)
+    kept_in = FAILED_LOGS / f"{time.strftime('%H%M%S')}-{os.getpid()}"
+    kept_in.mkdir(parents=True, exist_ok=True)
+    for name, log in (("control-worker", plane.worker.log()), ("agent", plane.agent.log())):
+        (kept_in / f"{name}.log").write_text(log)
+        kept = [line for line in log.splitlines() if not any(q in line for q in quiet)]
+        sys.stderr.write(f"--- {name} log (whole in {kept_in})\n" + "\n".join(kept[-lines:])
+                         + "\n")
+
+
+def _write_control_unacked(redis_url: str) -> None:
+    """What the broker holds for the control workers: queued, unacknowledged, and whether a
+    restore mutex is held (panel/settings.py names the keys)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    now = time.time()
+    index = client.zrange("berth.control.unacked_index", 0, -1, withscores=True)
+    sys.stderr.write(
+        f"--- broker: control queue {client.llen('control')} messages; unacknowledged "
+        f"{[(tag.decode(), round(now - score, 1)) for tag, score in index]} (tag, age s); "
+        f"restore mutex ttl {client.ttl('berth.control.unacked_mutex')}\n")
 
 
 def deploy_through_api(api: Any, plane: Plane, name: str, compose: str) -> Any:

@@ -19,7 +19,13 @@ from django.utils import timezone
 from panel.audit.models import AuditEvent
 from panel.stacks.models import Replica, Revision, Stack
 from panel.workloads.models import Container, Operation
-from tests.panel.stacks.stack_harness import Plane, deploy_through_api, wait_for, wait_revision
+from tests.panel.stacks.stack_harness import (
+    Plane,
+    deploy_through_api,
+    wait_for,
+    wait_revision,
+    write_logs,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.django_db(transaction=True)]
 
@@ -131,14 +137,21 @@ def _settle(plane: Plane, stack: Stack, number: int, killed_at: float) -> Revisi
     return revision
 
 
-def _removals_done(prefix: str = "") -> bool:
-    """No removal is unfinished (of containers named `prefix`…); says which ones are."""
-    unfinished = list(Operation.objects.filter(
+def _unfinished_removals(prefix: str) -> list[tuple[str, str, str, str]]:
+    return list(Operation.objects.filter(
         kind__in=("container.remove", "stack.remove"), target_name__startswith=prefix).exclude(
         status__in=Operation.FINISHED).values_list("kind", "target_name", "status", "message"))
-    if unfinished:
-        sys.stderr.write(f"waiting for {unfinished}\n")
-    return not unfinished
+
+
+def _wait_for_removals(plane: Plane, prefix: str = "", timeout: float = 180) -> None:
+    """Until no removal (of containers named `prefix`…) is unfinished; on a timeout, says
+    which ones are and what the worker and the agent logged."""
+    try:
+        wait_for(lambda: not _unfinished_removals(prefix), timeout, "the removals finishing")
+    except AssertionError:
+        sys.stderr.write(f"unfinished: {_unfinished_removals(prefix)}\n")
+        write_logs(plane, 200, stacks=True)
+        raise
 
 
 def _redeploy_and_delete(api: Any, plane: Plane, stack: Stack, port: int) -> None:
@@ -151,7 +164,7 @@ def _redeploy_and_delete(api: Any, plane: Plane, stack: Stack, port: int) -> Non
     assert api.delete(f"/api/v1/stacks/{stack.pk}/").status_code == 202
     name = stack.name
     assert not Stack.objects.filter(name=name).exists()
-    wait_for(lambda: _removals_done(f"{name}-"), 180, "the hosts removing the containers")
+    _wait_for_removals(plane, f"{name}-")
     assert not Container.objects.filter(name__startswith=f"{name}-").exists()
 
 
@@ -207,7 +220,7 @@ def test_a_stack_whose_deploy_lost_its_worker_is_deleted(host, api):
         assert not Container.objects.filter(name__startswith="gone-").exists()
     finally:
         host.restart_worker()
-    wait_for(_removals_done, 180, "the removal finishing")
+    _wait_for_removals(host)
     assert not Container.objects.filter(name__startswith="gone-").exists()
 
 
@@ -218,7 +231,7 @@ def test_deleting_a_stack_mid_deploy_stops_its_engine(host, api):
     wait_for(lambda: _new_replica_health_gated(stack), STEP_WAIT, "a health-gated replica")
     assert api.delete(f"/api/v1/stacks/{stack.pk}/").status_code == 202
     # the engine stops at its next write (or its next slice finds the revision gone)
-    wait_for(_removals_done, 180, "the removal finishing")
+    _wait_for_removals(host)
     assert not Container.objects.filter(name__startswith="busy-").exists()
     assert not Replica.objects.exists()
 
