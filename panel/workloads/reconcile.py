@@ -66,15 +66,15 @@ def ask_for_silent_outcomes(now: datetime) -> int:
 
     silent_since = now - timedelta(seconds=settings.BERTH_CONTROL_REDELIVERY)
     up = Host.objects.exclude(status=DOWN).values_list("name", flat=True)
+    silent = Operation.objects.filter(host_name__in=up, updated_at__lt=silent_since).exclude(
+        status__in=Operation.FINISHED).order_by("updated_at").values_list("host_name", "pk")
+    by_host: dict[str, list[str]] = {}
+    for host_name, pk in silent:
+        by_host.setdefault(host_name, []).append(str(pk))
     asked = 0
-    for host_name in up:
-        ids = [str(pk) for pk in Operation.objects.filter(
-            host_name=host_name, updated_at__lt=silent_since).exclude(
-            status__in=Operation.FINISHED).order_by("updated_at").values_list(
-            "pk", flat=True)[:OUTCOMES_ASKED]]
-        if ids:
-            send_to_host(host_name, "resend_outcomes", ids)
-            asked += len(ids)
+    for host_name, ids in by_host.items():
+        send_to_host(host_name, "resend_outcomes", ids[:OUTCOMES_ASKED])
+        asked += len(ids[:OUTCOMES_ASKED])
     return asked
 
 

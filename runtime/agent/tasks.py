@@ -79,7 +79,8 @@ class Operation:
             return
         self.progress = max(0, min(100, int(progress)))
         report: dict[str, Any] = {"operation_id": self.operation_id, "status": status,
-                  "progress": self.progress, "message": message, "result": result}
+                                  "progress": self.progress, "message": message,
+                                  "result": result}
         if final and self.outcomes is not None:
             self.outcomes.keep(self.operation_id, report)
         deadline = time.monotonic() + (FINAL_REPORT_RETRY if final else 0)

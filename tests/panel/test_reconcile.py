@@ -12,7 +12,7 @@ from panel.audit.models import AuditEvent
 from panel.audit.services import Actor
 from panel.fleet import services as fleet
 from panel.workloads import reports, services
-from panel.workloads.models import Container
+from panel.workloads.models import Container, Operation
 from panel.workloads.reconcile import reconcile, why_out_of_sync
 from tests.panel.fixtures import T0, T1
 from tests.panel.fixtures import container_state as _state
@@ -114,3 +114,19 @@ def test_no_fitting_host_leaves_the_container_and_says_why(make_host, actor, bro
     assert reconcile(Actor.system(), now=_later(60))["unplaceable"] == 1
     web.refresh_from_db()
     assert web.host.name == "h1" and "cannot be rescheduled" in web.error
+
+
+def test_an_operation_silent_for_the_redelivery_time_has_its_outcome_asked_for(
+        make_host, actor, broker):
+    """Its final report may have been lost with a killed control worker (agent/outcomes.py)."""
+    make_host("h1")
+    _, silent = services.create_container(actor, {"name": "web", "image": "busybox"})
+    _, fresh = services.create_container(actor, {"name": "db", "image": "busybox"})
+    Operation.objects.filter(pk=silent.pk).update(updated_at=_later(-61))
+    counts = reconcile(Actor.system())
+    assert counts["outcomes asked"] == 1
+    asked = [t for t in broker.sent("h1") if t["task"] == "berth.agent.resend_outcomes"]
+    assert [t["args"] for t in asked] == [[[str(silent.pk)]]]
+    Operation.objects.filter(pk=silent.pk).update(status=Operation.SUCCEEDED)
+    assert reconcile(Actor.system())["outcomes asked"] == 0
+    assert fresh.status == Operation.PENDING

@@ -133,16 +133,18 @@ def write_logs(plane: Plane, lines: int = 80, stacks: bool = False) -> None:
 
 def _write_control_unacked(redis_url: str) -> None:
     """What the broker holds for the control workers: queued, unacknowledged, and whether a
-    restore mutex is held (panel/settings.py names the keys)."""
+    restore mutex is held (under the keys panel/settings.py names)."""
     import redis
+    from django.conf import settings
 
+    keys = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     client = redis.Redis.from_url(redis_url)
     now = time.time()
-    index = client.zrange("berth.control.unacked_index", 0, -1, withscores=True)
+    index = client.zrange(keys["unacked_index_key"], 0, -1, withscores=True)
     sys.stderr.write(
         f"--- broker: control queue {client.llen('control')} messages; unacknowledged "
         f"{[(tag.decode(), round(now - score, 1)) for tag, score in index]} (tag, age s); "
-        f"restore mutex ttl {client.ttl('berth.control.unacked_mutex')}\n")
+        f"restore mutex ttl {client.ttl(keys['unacked_mutex_key'])}\n")
 
 
 def deploy_through_api(api: Any, plane: Plane, name: str, compose: str) -> Any:
