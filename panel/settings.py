@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # recovery codes
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "panel.access",
@@ -83,6 +84,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "panel.web.navigation.navigation",
             ],
         },
     },
@@ -149,6 +151,7 @@ LOGIN_REDIRECT_URL = "/"
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("BERTH_SECURE_COOKIES", True)
 SESSION_COOKIE_AGE = int(env_float("BERTH_SESSION_HOURS", 12.0, minimum=0.1) * 3600)
 CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "panel.access.views.csrf_failure"  # says so when it is plain HTTP on a LAN
 CSRF_COOKIE_SAMESITE = "Lax"
 BERTH_CSP = env_str(
     "BERTH_CSP",

@@ -131,3 +131,52 @@ class ApiToken(models.Model):
     def is_usable(self) -> bool:
         return self.revoked_at is None and (self.expires_at is None
                                             or self.expires_at > timezone.now())
+
+
+class TeamInvite(models.Model):
+    """A one-time link that makes whoever signs in and opens it a member of `team` with
+    `role`. Only the SHA-256 of its secret is stored (hash_token); it is spent on first use."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invites")
+    role = models.CharField(max_length=10, choices=Membership.ROLE_CHOICES)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_by = models.CharField(max_length=150, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"invite to {self.team} as {self.role}"
+
+    @property
+    def name(self) -> str:
+        return f"invite #{self.pk} to {self.team.name}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.used_at is None and self.revoked_at is None \
+            and self.expires_at > timezone.now()
+
+
+class UserSession(models.Model):
+    """A browser session of a user, recorded at sign-in so they can list their sessions and
+    sign out elsewhere (the session itself lives in Django's session store)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="browser_sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+    source_address = models.CharField(max_length=64, blank=True)
+    two_factor = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"session of {self.user} from {self.source_address or 'unknown'}"

@@ -300,7 +300,8 @@ register("container", WORKLOAD_ACTIONS)
 register("volume", {"view": ANY_ROLE, "history": ANY_ROLE, "create": CHANGE, "remove": CHANGE})
 register("network", {"view": ANY_ROLE, "history": ANY_ROLE, "create": CHANGE, "remove": CHANGE})
 register("operation", {"view": ANY_ROLE}, extra=_own_operations)
-register("auditevent", {"view": AUDIT, "export": AUDIT}, scope="team", path="team")
+register("auditevent", {"view": AUDIT, "export": AUDIT, "verify": PLATFORM}, scope="team",
+         path="team")
 register("host", {"view": SIGNED_IN, "change": PLATFORM}, scope="global")
 register("image", {"view": SIGNED_IN, "pull": CHANGE}, scope="global")
 register("user", {"view": PLATFORM, "create": PLATFORM, "change": PLATFORM, "remove": PLATFORM},

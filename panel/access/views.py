@@ -14,11 +14,38 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from panel.access import services
+from panel.access import account, services
 from panel.access.forms import SignInForm
 from panel.audit.services import Actor
 
 LOCKED_OUT = "too many failed sign-ins: this account is locked for a while"
+# Browsers keep Secure cookies from these over plain HTTP too (they count as secure contexts).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def cookie_problem(request: HttpRequest) -> str:
+    """Why signing in cannot work from this page, or "": over plain HTTP from another machine
+    the browser drops the Secure session and CSRF cookies, and the form would just come back."""
+    if request.is_secure() or not settings.SESSION_COOKIE_SECURE:
+        return ""
+    host = request.get_host().rsplit(":", 1)[0] if not request.get_host().startswith("[") \
+        else request.get_host().split("]")[0] + "]"
+    if host in LOOPBACK_HOSTS or host.endswith(".localhost"):
+        return ""
+    return (f"This page came over plain HTTP (http://{request.get_host()}), but Berth's "
+            "sign-in cookies are marked Secure, so your browser will not keep them and signing "
+            "in cannot work. Put TLS in front of Berth (a reverse proxy with HTTPS), or, on a "
+            "network you trust, start it with BERTH_SECURE_COOKIES=0.")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """The CSRF refusal page: says why when it is the plain-HTTP cookie problem."""
+    problem = cookie_problem(request)
+    text = problem or ("This form expired or was not sent by Berth's own page (CSRF check: "
+                       f"{reason}). Reload the page and try again.")
+    return render(request, "access/sign_in.html",
+                  {"form": SignInForm(), "error": "" if problem else text,
+                   "cookie_problem": problem, "next": _next(request)}, status=403)
 
 
 def _actor(request: HttpRequest, name: str) -> Actor:
@@ -80,13 +107,15 @@ def sign_in(request: HttpRequest) -> HttpResponse:
                     from django_otp import login as otp_login
 
                     otp_login(request, device)
+                account.record_session(user, request, two_factor=device is not None)
                 services.record_sign_in(Actor.from_request(request, "web"), user,
                                         two_factor=device is not None)
                 return HttpResponseRedirect(_next(request))
     elif request.method == "POST":
         error, status = "enter a username and a password", 400
     return render(request, "access/sign_in.html",
-                  {"form": form, "error": error, "next": _next(request)}, status=status)
+                  {"form": form, "error": error, "next": _next(request),
+                   "cookie_problem": cookie_problem(request)}, status=status)
 
 
 @require_POST
@@ -94,6 +123,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
 def sign_out(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         services.record_sign_out(Actor.from_request(request, "web"), request.user)
+    account.forget_session(request.session.session_key)
     logout(request)
     return HttpResponseRedirect(settings.LOGIN_URL)
 

@@ -8,16 +8,15 @@ Filters: `since`, `until` (ISO 8601), `actor`, `action` (exact, or a prefix endi
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterator
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.http import Http404, StreamingHttpResponse
-from django.utils.dateparse import parse_datetime
+from django.http import Http404
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import renderers, viewsets
 from rest_framework.request import Request
@@ -26,13 +25,9 @@ from rest_framework.response import Response
 from panel.access import policy
 from panel.api.access_serializers import AuditEventSerializer
 from panel.api.permissions import Scoped
-from panel.audit.forward import event_record
+from panel.audit.export import export_response
 from panel.audit.models import AuditEvent
 from panel.workloads.spec import ValidationFailed
-
-CSV_COLUMNS = ("seq", "time", "actor", "channel", "source_address", "request_id", "action",
-               "target_type", "target_id", "target_name", "team", "project", "outcome",
-               "details", "hash")
 
 
 class CSVRenderer(renderers.BaseRenderer):
@@ -47,21 +42,28 @@ class JSONLinesRenderer(CSVRenderer):
     media_type, format = "application/jsonl", "jsonl"
 
 
-def _time(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
+def _time(params: Mapping[str, str], name: str) -> datetime | None:
+    """A time filter: ISO 8601, or a date (its midnight, in the panel's time zone)."""
+    raw = params.get(name)
     if not raw:
         return None
-    moment = parse_datetime(raw)
+    try:
+        moment = parse_datetime(raw)
+        day = parse_date(raw) if moment is None and len(raw) == 10 else None
+    except ValueError:  # well formed but no such day or hour
+        moment, day = None, None
+    if day is not None:
+        moment = timezone.make_aware(datetime.combine(day, datetime.min.time()))
     if moment is None:
         raise ValidationFailed({name: [f"{raw!r} is not a time: use ISO 8601, e.g. "
-                                       "2026-11-28T14:00:00Z"]})
+                                       "2026-11-28T14:00:00Z, or a date, 2026-11-28"]})
     return moment
 
 
-def filter_events(request: Request, queryset: QuerySet) -> QuerySet:
-    """The audit page's filters (see the module docstring) applied to `queryset`."""
-    params = request.query_params
-    since, until = _time(request, "since"), _time(request, "until")
+def filter_events(params: Mapping[str, str], queryset: QuerySet) -> QuerySet:
+    """The audit page's filters (see the module docstring, `params` is the query string)
+    applied to `queryset`; the API and the audit page share them."""
+    since, until = _time(params, "since"), _time(params, "until")
     if since:
         queryset = queryset.filter(created_at__gte=since)
     if until:
@@ -97,25 +99,6 @@ def filter_events(request: Request, queryset: QuerySet) -> QuerySet:
     return queryset
 
 
-def _csv_rows(events: QuerySet) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for event in events.iterator(chunk_size=2000):
-        record = event_record(event)
-        writer.writerow([json.dumps(record[c], sort_keys=True) if c == "details"
-                         else (record[c] if record[c] is not None else "")
-                         for c in CSV_COLUMNS])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-
-
-def _jsonl_rows(events: QuerySet) -> Iterator[str]:
-    for event in events.iterator(chunk_size=2000):
-        yield json.dumps(event_record(event), ensure_ascii=False) + "\n"
-
-
 class AuditEventViewSet(Scoped, viewsets.ReadOnlyModelViewSet):
     __doc__ = __doc__
     serializer_class = AuditEventSerializer
@@ -127,7 +110,7 @@ class AuditEventViewSet(Scoped, viewsets.ReadOnlyModelViewSet):
         return AuditEvent.objects.all()
 
     def get_queryset(self) -> QuerySet:
-        return filter_events(self.request, self.scoped(self.base_queryset()))
+        return filter_events(self.request.query_params, self.scoped(self.base_queryset()))
 
     def get_object(self) -> AuditEvent:
         value = str(self.kwargs.get("pk", ""))
@@ -149,15 +132,7 @@ class AuditEventViewSet(Scoped, viewsets.ReadOnlyModelViewSet):
         if kind in ("csv", "jsonl"):
             policy.authorize(request.user, "auditevent.export", None, self.actor(),
                              self.token())
-            events = self.get_queryset().order_by("seq")
-            stamp = f"berth-audit-{datetime.now():%Y%m%d-%H%M%S}"
-            if kind == "csv":
-                response = StreamingHttpResponse(_csv_rows(events), content_type="text/csv")
-            else:
-                response = StreamingHttpResponse(_jsonl_rows(events),
-                                                 content_type="application/jsonl")
-            response["Content-Disposition"] = f'attachment; filename="{stamp}.{kind}"'
-            return response
+            return export_response(self.get_queryset(), kind)
         if kind not in (None, "json", "api"):
             raise ValidationFailed({"format": [f"{kind!r} is not allowed: use csv or jsonl"]})
         return super().list(request, *args, **kwargs)

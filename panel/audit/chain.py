@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -118,9 +118,12 @@ def _action_of(event_id: int) -> str:
     return str(_hashed_values(event_id)[HASHED_FIELDS.index("action")])
 
 
-def verify(chunk_size: int = 10_000) -> Verification:
-    """Check the whole chain (see the module docstring); names the first bad event."""
+def verify(chunk_size: int = 10_000,
+           progress: Callable[[int, int], None] | None = None) -> Verification:
+    """Check the whole chain (see the module docstring); names the first bad event.
+    `progress(checked, total)` is called after every `chunk_size` events."""
     head = _head()
+    total = max(head.seq - head.anchor_seq, 1)
     expected, previous = head.anchor_seq + 1, head.anchor_hash
     before_previous, previous_id = "", None
     checked = 0
@@ -153,6 +156,8 @@ def verify(chunk_size: int = 10_000) -> Verification:
         before_previous, previous, previous_id = previous, stored, event_id
         expected += 1
         checked += 1
+        if progress is not None and checked % chunk_size == 0:
+            progress(checked, total)
     last = expected - 1
     if last != head.seq or previous != head.hash:
         if last > head.seq:

@@ -23,3 +23,10 @@ def audit_archive() -> None:
                               Path(settings.BERTH_AUDIT_ARCHIVE_DIR))
         if count:
             log.info("audit: archived %d events to %s", count, path)
+
+
+@app.task(name="berth.control.audit_verify", ignore_result=True)
+def audit_verify(operation_id: str) -> None:
+    from panel.audit.verification import run_verification
+
+    run_verification(operation_id)

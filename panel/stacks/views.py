@@ -21,6 +21,7 @@ from panel.stacks import services
 from panel.stacks.catalogue import builtin, check_values, from_model
 from panel.stacks.models import Stack, StackTemplate
 from panel.stacks.presenters import diff_revisions, revision_data, services_data, stack_data
+from panel.stacks.timeline import changes
 from panel.web.common import actor, audit_refused_project, error_text, get_visible, signed_in
 from panel.workloads.services import Conflict
 from panel.workloads.spec import ValidationFailed
@@ -219,7 +220,8 @@ def stack_diff(request: HttpRequest, pk: int) -> HttpResponse:
     if len(revisions) != 2:
         raise Http404("choose two revisions of this stack")
     return render(request, "stacks/diff.html", {
-        "stack": stack, "diff": diff_revisions(revisions[0], revisions[1])})
+        "stack": stack, "diff": diff_revisions(revisions[0], revisions[1]),
+        "in_words": changes(revisions[0].spec, revisions[1].spec)})
 
 
 def _templates(request: HttpRequest) -> list[Any]:

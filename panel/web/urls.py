@@ -1,9 +1,11 @@
 """Dashboard pages. Names start with "web-" and objects are `pk` (the permission matrix
 tries every name)."""
 
-from django.urls import path
+from django.urls import include, path
 
 from panel.web import views
+from panel.web import views_audit as audit
+from panel.web import views_deployments as deployments
 from panel.web import views_resources as res
 
 urlpatterns = [
@@ -29,4 +31,13 @@ urlpatterns = [
     path("operations/", res.operations, name="web-operations"),
     path("operations/<str:pk>/", res.operation_detail, name="web-operation"),
     path("operations/<str:pk>/download/", res.backup_download, name="web-backup-download"),
+    path("deployments/", deployments.deployments, name="web-deployments"),
+    path("deployments/export/", deployments.deployments_export, name="web-deployments-export"),
+    path("deployments/report/", deployments.deployments_report, name="web-deployments-report"),
+    path("audit/", audit.audit_log, name="web-audit"),
+    path("audit/export/", audit.audit_export, name="web-audit-export"),
+    path("audit/verify/", audit.audit_verify, name="web-audit-verify"),
+    path("audit/<int:pk>/", audit.audit_event, name="web-audit-event"),
+    path("teams/", include("panel.web.team_urls")),
+    path("account/", include("panel.web.account_urls")),
 ]

@@ -49,7 +49,7 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "project.remove": ADMIN,
     "team.view": EVERY, "team.change": ADMIN, "team.members": ADMIN,
     "team.create": PLATFORM, "team.remove": PLATFORM,
-    "auditevent.view": AUDIT, "auditevent.export": AUDIT,
+    "auditevent.view": AUDIT, "auditevent.export": AUDIT, "auditevent.verify": PLATFORM,
     "host.view": SIGNED_IN, "image.view": SIGNED_IN, "image.pull": CHANGE | {"other"},
     "user.view": PLATFORM, "user.create": PLATFORM, "user.change": PLATFORM,
     "user.remove": PLATFORM,
@@ -71,6 +71,7 @@ VISIBLE: dict[str, frozenset[str]] = {
     "backup": EVERY,  # the operation of a finished volume backup
     "schedule": EVERY,  # a backup schedule of alpha's volume
     "project": EVERY, "team": EVERY, "member": EVERY, "event": AUDIT,
+    "membership": EVERY, "invite": EVERY,  # a-team's viewer's membership, an open invite
     "host": SIGNED_IN, "image": SIGNED_IN, "own_token": SIGNED_IN,
     "user": SIGNED_IN,  # users are not team objects: non-admins get 403, not 404
     "stack": EVERY, "team_template": EVERY,  # a template saved from a stack of alpha
@@ -210,6 +211,32 @@ PAGE_ROUTES: dict[str, dict[str, Any]] = {
         {"action": "stacktemplate.view", "target": "team_template",
          "kwargs": {"key": "team-{team_template}"}}],
         "POST": ("stack.create", {"name": "site", "project": "{project}", **SITE_VALUES})},
+    # Managers' deployments (issue 13): every role that may view the project's stacks.
+    "web-deployments": {"GET": "stack.view"},
+    "web-deployments-export": {"GET": "stack.view"},
+    "web-deployments-report": {"GET": "stack.view"},
+    "web-audit": {"GET": "auditevent.view"},
+    "web-audit-export": {"GET": "auditevent.export"},
+    "web-audit-event": {"obj": "event", "GET": "auditevent.view"},
+    "web-audit-verify": {"POST": "auditevent.verify"},
+    "web-teams": {"GET": "team.view", "POST": ("team.create", {"name": "gamma"})},
+    "web-team": {"obj": "team", "GET": "team.view"},
+    "web-team-members": {"obj": "team", "POST": (
+        "team.members", {"username": "newbie", "role": "viewer"})},
+    "web-team-member": {"obj": "membership", "POST": ("team.members", {"role": "auditor"})},
+    "web-team-settings": {"obj": "team", "POST": ("team.change", {"description": "x"})},
+    "web-team-invite": {"obj": "team", "POST": ("team.members", {"role": "viewer"})},
+    "web-team-invite-revoke": {"obj": "invite", "POST": "team.members"},
+    "web-team-projects": {"obj": "team", "POST": ("project.create", {"name": "beta"})},
+    # An invite link: any signed-in person may open and accept it.
+    "web-team-join": {"kwargs": {"secret": "{invite_secret}"}, "GET": "own.view",
+                      "POST": "own.change"},
+    "web-account": {"GET": "own.view"},
+    **{f"web-account-{name}": {"POST": "own.change"}
+       for name in ("password", "totp", "totp-confirm", "totp-remove", "recovery")},
+    "web-account-tokens": {"GET": "own.view", "POST": ("own.change", {"name": "ci"})},
+    "web-account-token-revoke": {"obj": "own_token", "POST": "own.change"},
+    "web-account-sessions": {"GET": "own.view", "POST": "own.change"},
 }
 
 ROUTES: dict[str, dict[str, Any]] = {**API_ROUTES, **PAGE_ROUTES}

@@ -37,6 +37,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from panel.access import invites
 from panel.access import services as access
 from panel.audit.models import AuditEvent
 from panel.audit.services import Actor
@@ -174,13 +175,17 @@ def build_world(django_user_model: Any, make_host: Any) -> dict[str, Any]:
     tokens = {name: access.create_token(system, user, "matrix") for name, user in users.items()}
     ro_token, ro_secret = access.create_token(system, users["admin"], "ro", read_only=True)
     event = AuditEvent.objects.filter(project_id=alpha.pk).order_by("seq").first()
+    invite, invite_secret = invites.create_invite(system, team_a, "viewer")
+    membership = team_a.memberships.get(user=users["viewer"])
     return {"users": users, "tokens": tokens, "ro": (ro_token, ro_secret),
             "objects": {"container": container.pk, "volume": volume.pk, "network": network.pk,
                         "operation": str(operation.pk), "backup": str(backup.pk),
                         "schedule": schedule.pk,
                         "project": alpha.pk, "team": team_a.pk, "host": "h1",
                         "image": Image.objects.first().pk, "user": users["newbie"].pk,
-                        "event": event.seq, "stack": stack.pk, "team_template": template.pk}}
+                        "event": event.seq, "stack": stack.pk, "team_template": template.pk,
+                        "membership": membership.pk, "invite": invite.pk,
+                        "invite_secret": invite_secret}}
 
 
 @pytest.fixture
