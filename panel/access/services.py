@@ -420,9 +420,13 @@ def two_factor_required(user: Any) -> bool:
 
 
 @transaction.atomic
-def record_sign_in(actor: Actor, user: Any, two_factor: bool = False) -> None:
+def record_sign_in(actor: Actor, user: Any, two_factor: bool = False,
+                   enrolment_required: bool = False) -> None:
+    """A sign-in; `enrolment_required`: with the password only, to enrol the authenticator a
+    team requires (the session reaches nothing else until then)."""
+    extra = {"enrolment_required": True} if enrolment_required else {}
     record_event(actor, "user.sign_in", user, target_name=user.get_username(),
-                 two_factor=two_factor)
+                 two_factor=two_factor, **extra)
 
 
 @transaction.atomic

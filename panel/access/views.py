@@ -8,7 +8,8 @@ from django.conf import settings
 from django.contrib.auth import authenticate, login, logout, user_login_failed
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
@@ -88,9 +89,15 @@ def sign_in(request: HttpRequest) -> HttpResponse:
 
                 code = form.cleaned_data["otp_token"].strip()
                 if not user_has_device(user, confirmed=True):
-                    reason = ("two-factor sign-in is required but no authenticator is enrolled: "
-                              "ask a platform administrator")
-                elif not code:
+                    # The password is right and a team requires two-factor: this session may
+                    # only enrol an authenticator (panel.web.common.signed_in), then goes on.
+                    login(request, user)
+                    account.record_session(user, request, two_factor=False)
+                    services.record_sign_in(Actor.from_request(request, "web"), user,
+                                            enrolment_required=True)
+                    return HttpResponseRedirect(f"{reverse('web-account')}?"
+                                                f"{urlencode({'enrol': '1'})}")
+                if not code:
                     reason = "two-factor sign-in is required: enter the code from your app"
                 else:
                     device = match_token(user, code)

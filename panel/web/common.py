@@ -14,6 +14,7 @@ from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils.http import urlencode
 
 from panel.access import policy
@@ -22,9 +23,22 @@ from panel.audit.services import Actor
 M = TypeVar("M", bound=Model)
 
 
+# What a password-only session of someone whose team requires two-factor but who has no
+# authenticator yet may reach: enrolling one (the sign-in page sends them there).
+ENROLMENT_PAGES = frozenset({"web-account", "web-account-totp", "web-account-totp-confirm"})
+
+
+def _must_enrol(request: HttpRequest) -> bool:
+    from django_otp import user_has_device
+
+    match = request.resolver_match
+    return bool(match and match.url_name in ENROLMENT_PAGES) \
+        and not user_has_device(request.user, confirmed=True)
+
+
 def signed_in(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """Pages for signed-in users only (two-factor verified where required); others are sent
-    to the sign-in page of panel.access."""
+    """Pages for signed-in users only (two-factor verified where required, or enrolling the
+    authenticator their team requires); others are sent to the sign-in page of panel.access."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -34,8 +48,13 @@ def signed_in(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespon
             from panel.access.services import two_factor_required
 
             verified = getattr(user, "is_verified", lambda: False)()
-            ok = verified or not two_factor_required(user)
+            ok = verified or not two_factor_required(user) or _must_enrol(request)
         if not ok:
+            from django_otp import user_has_device
+
+            if user.is_authenticated and user.is_active \
+                    and not user_has_device(user, confirmed=True):
+                return HttpResponseRedirect(reverse("web-account") + "?enrol=1")
             return HttpResponseRedirect(f"{settings.LOGIN_URL}?"
                                         f"{urlencode({'next': request.get_full_path()})}")
         return view(request, *args, **kwargs)

@@ -69,12 +69,21 @@ def test_lockout_after_repeated_failures(client, team, settings):
     assert "sessionid" not in locked.cookies
 
 
-def test_team_requiring_totp_refuses_sign_in_without_a_code(client, team, django_user_model):
+def test_team_requiring_totp_needs_a_code_and_sends_the_unenrolled_to_enrol(client, team,
+                                                                          django_user_model):
     from django_otp.oath import totp
 
     access.update_team(SYSTEM, team, require_2fa=True)
     oscar = django_user_model.objects.get(username="oscar")
-    assert _sign_in(client, "oscar", PASSWORD).status_code == 401  # no device enrolled yet
+    # No device enrolled yet: the password opens the enrolment page and nothing else.
+    forced = _sign_in(client, "oscar", PASSWORD)
+    assert forced.status_code == 302 and forced["Location"] == "/account/?enrol=1"
+    assert client.get("/containers/")["Location"] == "/account/?enrol=1"
+    assert b'id="enrolment-required"' in client.get("/account/").content
+    assert client.get("/api/v1/projects/").status_code == 401
+    assert AuditEvent.objects.filter(action="user.sign_in", target_name="oscar").latest(
+        "seq").details["enrolment_required"] is True
+    client.logout()
     device, uri = access.enroll_totp(Actor.from_user(oscar), oscar)
     assert uri.startswith("otpauth://totp/")
     code = f"{totp(device.bin_key, device.step, device.t0, device.digits):06d}"
