@@ -71,8 +71,13 @@ def _why_closed(invite: TeamInvite) -> str | None:
 def open_invite(secret: Any) -> TeamInvite:
     """The usable invite whose secret is `secret` (for the join page), else ValidationFailed
     saying why, without naming the team."""
-    invite = TeamInvite.objects.select_related("team").filter(
-        key_hash=hash_token(secret)).first() if isinstance(secret, str) and secret else None
+    return _usable(TeamInvite.objects.select_related("team"), secret)
+
+
+def _usable(invites: Any, secret: Any) -> TeamInvite:
+    """The invite of `invites` whose secret is `secret`, if it may still be used."""
+    invite = invites.filter(key_hash=hash_token(secret)).first() \
+        if isinstance(secret, str) and secret else None
     if invite is None:
         raise ValidationFailed({"invite": [UNKNOWN]})
     reason = _why_closed(invite)
@@ -86,13 +91,8 @@ def accept_invite(actor: Actor, user: Any, secret: Any) -> Membership:
     """Spend the invite `secret` for `user`: they become a member with its role. A spent,
     revoked, expired or unknown invite is refused (ValidationFailed, field "invite"); so is a
     user who is already a member (Conflict: their role is changed by an admin, not a link)."""
-    invite = TeamInvite.objects.select_for_update(of=("self",)).select_related("team").filter(
-        key_hash=hash_token(secret)).first() if isinstance(secret, str) and secret else None
-    if invite is None:
-        raise ValidationFailed({"invite": [UNKNOWN]})
-    reason = _why_closed(invite)
-    if reason:
-        raise ValidationFailed({"invite": [reason]})
+    invite = _usable(TeamInvite.objects.select_for_update(of=("self",)).select_related("team"),
+                     secret)
     team = invite.team
     current = Membership.objects.filter(team=team, user=user).first()
     if current is not None:

@@ -58,6 +58,19 @@ class Stack:
         return self.logs[name].read_text(errors="replace")[-4000:]
 
 
+def api(stack: Stack, token: str, method: str, path: str, body: Any = None) -> Any:
+    """One REST API call to `stack` as the holder of `token`: the decoded JSON answer."""
+    import json
+
+    request = urllib.request.Request(
+        f"{stack.url}/api/v1/{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                 "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
 def _wait(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

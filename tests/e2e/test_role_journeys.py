@@ -16,28 +16,17 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import re
 import time
-import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.e2e.stack import ADMIN, PASSWORD, Stack, sign_in
+from tests.e2e.stack import ADMIN, PASSWORD, Stack, api, sign_in
 
 pytestmark = pytest.mark.root
 PASSWORDS = {name: f"{name}-passphrase-e2e" for name in ("ana", "bob", "carol", "dave")}
 
-
-def _api(stack: Stack, token: str, method: str, path: str, body: Any = None) -> Any:
-    request = urllib.request.Request(
-        f"{stack.url}/api/v1/{path}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                 "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
 
 
 def _compose(version: str, healthy: bool) -> str:
@@ -57,7 +46,7 @@ def _compose(version: str, healthy: bool) -> str:
 def _revision(stack: Stack, token: str, stack_id: int, number: int) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        for revision in _api(stack, token, "GET", f"stacks/{stack_id}/revisions/"):
+        for revision in api(stack, token, "GET", f"stacks/{stack_id}/revisions/"):
             if revision["number"] == number and revision["status"] not in ("pending",
                                                                            "running"):
                 return revision
@@ -69,21 +58,21 @@ def _revision(stack: Stack, token: str, stack_id: int, number: int) -> dict[str,
 def world(stack: Stack) -> dict[str, Any]:
     token = stack.manage("berth_token", ADMIN).strip()
     for name, password in PASSWORDS.items():
-        _api(stack, token, "POST", "users/", {"username": name, "password": password})
-    team = _api(stack, token, "POST", "teams/", {"name": "shop-team"})
-    _api(stack, token, "POST", f"teams/{team['id']}/members/", {"username": "ana",
+        api(stack, token, "POST", "users/", {"username": name, "password": password})
+    team = api(stack, token, "POST", "teams/", {"name": "shop-team"})
+    api(stack, token, "POST", f"teams/{team['id']}/members/", {"username": "ana",
                                                                 "role": "admin"})
-    _api(stack, token, "POST", f"teams/{team['id']}/members/", {"username": "carol",
+    api(stack, token, "POST", f"teams/{team['id']}/members/", {"username": "carol",
                                                                 "role": "auditor"})
-    _api(stack, token, "POST", "projects/", {"team": "shop-team", "name": "shop"})
-    created = _api(stack, token, "POST", "stacks/", {
+    api(stack, token, "POST", "projects/", {"team": "shop-team", "name": "shop"})
+    created = api(stack, token, "POST", "stacks/", {
         "name": "storefront", "project": "shop", "compose": _compose("1.4", True)})
     assert _revision(stack, token, created["id"], 1)["status"] == "succeeded"
-    _api(stack, token, "PATCH", f"stacks/{created['id']}/",
+    api(stack, token, "PATCH", f"stacks/{created['id']}/",
          {"compose": _compose("1.5", False), "deploy": True})
     assert _revision(stack, token, created["id"], 2)["status"] == "rolled_back"
     assert _revision(stack, token, created["id"], 3)["status"] == "succeeded"
-    containers = _api(stack, token, "GET", "containers/?project=shop")
+    containers = api(stack, token, "GET", "containers/?project=shop")
     container = next(c for c in containers["results"] if c["name"].startswith("storefront-"))
     return {"token": token, "team": team["id"], "stack": created["id"],
             "container": container["id"]}
@@ -186,8 +175,8 @@ def test_the_auditor_finds_the_viewers_refused_stop_by_search_and_exports_it(
     assert viewer.goto(page_url).status == 404
     token = world["token"]
     team = world["team"]
-    _api(stack, token, "POST", f"teams/{team}/members/", {"username": "dave", "role": "viewer"})
-    _api(stack, token, "PATCH", f"teams/{team}/", {"require_2fa": False})  # dave has no app
+    api(stack, token, "POST", f"teams/{team}/members/", {"username": "dave", "role": "viewer"})
+    api(stack, token, "PATCH", f"teams/{team}/", {"require_2fa": False})  # dave has no app
     viewer = _sign_in_as(browser, stack, "dave")
     viewer.goto(page_url)
     assert viewer.get_by_role("button", name=re.compile("^Stop")).count() == 0
@@ -214,7 +203,7 @@ def test_the_auditor_finds_the_viewers_refused_stop_by_search_and_exports_it(
 def test_an_outsider_sees_none_of_it_and_a_platform_admin_verifies_the_chain(
         stack: Stack, browser: Any, world: dict[str, Any]):
     token = world["token"]
-    _api(stack, token, "POST", "users/", {"username": "eve", "password": "eve-passphrase-e2e"})
+    api(stack, token, "POST", "users/", {"username": "eve", "password": "eve-passphrase-e2e"})
     PASSWORDS["eve"] = "eve-passphrase-e2e"
     eve = _sign_in_as(browser, stack, "eve")
     eve.wait_for_url(f"{stack.url}/")

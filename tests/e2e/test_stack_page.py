@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.e2e.stack import ADMIN, Stack, sign_in
+from tests.e2e.stack import ADMIN, Stack, api, sign_in
 
 pytestmark = pytest.mark.root
 
@@ -23,20 +22,11 @@ SPEAKER = ("echo started; while true; do if [ -f /tmp/say ]; then cat /tmp/say; 
 COMPOSE = f"services:\n  app:\n    image: busybox\n    command: [sh, -c, {json.dumps(SPEAKER)}]\n"
 
 
-def _api(stack: Stack, token: str, method: str, path: str, body: Any = None) -> Any:
-    request = urllib.request.Request(
-        f"{stack.url}/api/v1/{path}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                 "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
-
 
 def _deployed(stack: Stack, token: str, stack_id: int, revision: int) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        data = _api(stack, token, "GET", f"stacks/{stack_id}/")
+        data = api(stack, token, "GET", f"stacks/{stack_id}/")
         latest = data["latest_revision"] or {}
         if latest.get("number") == revision and latest.get("status") == "succeeded":
             return data
@@ -51,7 +41,7 @@ def _rows(page: Any) -> list[str]:
 
 def test_stack_log_is_live_follows_new_replicas_and_resumes(stack: Stack, browser: Any):
     token = stack.manage("berth_token", ADMIN).strip()
-    created = _api(stack, token, "POST", "stacks/", {"name": "talk", "compose": COMPOSE})
+    created = api(stack, token, "POST", "stacks/", {"name": "talk", "compose": COMPOSE})
     stack_id = created["id"]
     first = _deployed(stack, token, stack_id, 1)
     replica = first["services"][0]["containers"][0]["container"]
@@ -71,7 +61,7 @@ def test_stack_log_is_live_follows_new_replicas_and_resumes(stack: Stack, browse
                            f"{json.dumps(replica + ' | written after load')})", timeout=15_000)
 
     # scaling up: the new replica joins the same socket, from its first line
-    _api(stack, token, "POST", f"stacks/{stack_id}/services/app/scale", {"replicas": 2})
+    api(stack, token, "POST", f"stacks/{stack_id}/services/app/scale", {"replicas": 2})
     scaled = _deployed(stack, token, stack_id, 2)
     names = sorted(c["container"] for c in scaled["services"][0]["containers"])
     added = next(name for name in names if name != replica)
@@ -93,14 +83,14 @@ def test_stack_log_is_live_follows_new_replicas_and_resumes(stack: Stack, browse
     assert len(rows) == len(set(rows)), rows  # every line once
 
     # the REST endpoint API users poll still answers the same merged log
-    merged = _api(stack, token, "GET", f"stacks/{stack_id}/logs/?tail=5")
+    merged = api(stack, token, "GET", f"stacks/{stack_id}/logs/?tail=5")
     assert merged["errors"] == []
     assert {(line["replica"], line["text"]) for line in merged["lines"]} >= {
         (replica, "started"), (replica, "written after load"), (added, "started"),
         (added, "while away")}
 
     # removing the stack ends the socket for good, saying why
-    _api(stack, token, "DELETE", f"stacks/{stack_id}/")
+    api(stack, token, "DELETE", f"stacks/{stack_id}/")
     page.wait_for_function("() => document.getElementById('stack-log-info').textContent === "
                            "'log closed: the stack was removed'", timeout=60_000)
     assert page.locator("#stack-log [style]").count() == 0  # the CSP blocks inline styles
@@ -154,4 +144,4 @@ def test_a_project_folder_picked_in_the_editor_becomes_the_stacks_files(stack: S
     assert "site/index.html" in listed and "token.txt" in listed
     assert "secret: its content is never shown" in listed
     assert "folder-secret-value" not in page.content()
-    _api(stack, token, "DELETE", f"stacks/{stack_id}/")
+    api(stack, token, "DELETE", f"stacks/{stack_id}/")

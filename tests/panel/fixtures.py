@@ -258,3 +258,17 @@ def s3_bucket(url: str) -> tuple[Any, str]:
     name = f"berth-{os.urandom(4).hex()}"
     client.create_bucket(Bucket=name)
     return client, name
+
+
+def page_client(user: Any) -> Any:
+    """A Django test client signed in as `user` (dashboard page tests)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def main_of(response: Any) -> str:
+    """A page's own content: what follows <main id="main"> (not the header's controls)."""
+    return response.content.decode().split('id="main"', 1)[1]

@@ -10,7 +10,6 @@ import io
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,7 +17,7 @@ from panel.audit.services import Actor
 from panel.stacks import services as stacks
 from panel.stacks.models import Revision
 from panel.stacks.timeline import changes
-from tests.panel.fixtures import two_teams
+from tests.panel.fixtures import main_of, page_client, two_teams
 
 pytestmark = pytest.mark.django_db
 COMPOSE = "services:\n  web:\n    image: busybox:{tag}\n    command: [httpd, -f]\n"
@@ -45,37 +44,29 @@ def world(django_user_model: Any) -> dict[str, Any]:
     return {"users": teams.users, "stack": stack, "alpha": teams.alpha}
 
 
-def _client(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _main(response: Any) -> str:
-    return response.content.decode().split('id="main"', 1)[1]
 
 
 def test_the_viewer_reads_a_rolled_back_deploy_in_plain_language(world):
-    page = _client(world["users"]["viewer"]).get(reverse("web-deployments"))
+    page = page_client(world["users"]["viewer"]).get(reverse("web-deployments"))
     assert page.status_code == 200
-    timeline = _main(page).split('id="timeline"', 1)[1]
+    timeline = main_of(page).split('id="timeline"', 1)[1]
     assert ("Operator deployed shop revision 2 (web 1.36 → 1.37) at" in timeline
             and "it was rolled back automatically at" in timeline
             and f"because {FAILURE}" in timeline), timeline
     assert "Berth rolled shop back automatically to revision 1" in timeline
     assert "(web 1.37 → 1.36)" in timeline
-    apps = _main(page).split('id="apps-table"', 1)[1].split("</table>", 1)[0]
+    apps = main_of(page).split('id="apps-table"', 1)[1].split("</table>", 1)[0]
     assert "shop" in apps and "web 1.36" in apps and "not deployed" not in apps
     assert "down" in apps  # no replica runs: nothing was started for real here
 
 
 def test_filters_by_person_and_period_and_bad_dates_are_named(world):
-    viewer = _client(world["users"]["viewer"])
+    viewer = page_client(world["users"]["viewer"])
     today = timezone.localdate().isoformat()
-    mine = _main(viewer.get(reverse("web-deployments"), {"person": "operator",
+    mine = main_of(viewer.get(reverse("web-deployments"), {"person": "operator",
                                                          "since": today, "until": today}))
     assert mine.count('data-revision="') == 3
-    nobody = _main(viewer.get(reverse("web-deployments"), {"person": "someone-else"}))
+    nobody = main_of(viewer.get(reverse("web-deployments"), {"person": "someone-else"}))
     assert 'data-revision="' not in nobody
     bad = viewer.get(reverse("web-deployments"), {"since": "last week"})
     assert bad.status_code == 400 and "since: " in bad.content.decode()
@@ -84,7 +75,7 @@ def test_filters_by_person_and_period_and_bad_dates_are_named(world):
 
 
 def test_the_period_exports_as_csv_and_as_a_printable_report(world):
-    viewer = _client(world["users"]["viewer"])
+    viewer = page_client(world["users"]["viewer"])
     export = viewer.get(reverse("web-deployments-export"), {"stack": "shop"})
     assert export.status_code == 200 and export["Content-Type"] == "text/csv"
     rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
@@ -93,16 +84,16 @@ def test_the_period_exports_as_csv_and_as_a_printable_report(world):
         ("1", "deploy", "succeeded")]
     assert rows[1]["changes"] == "web 1.36 → 1.37" and rows[1]["reason"] == FAILURE
     report = viewer.get(reverse("web-deployments-report"), {"project": "alpha"})
-    body = _main(report)
+    body = main_of(report)
     assert report.status_code == 200 and "Deployment report" in body
     counts = body.split('id="report-counts"', 1)[1].split("</ul>", 1)[0]
     assert "<strong>3</strong> deploys" in counts and "<strong>1</strong> rolled back" in counts
 
 
 def test_other_teams_see_none_of_it(world):
-    other = _main(_client(world["users"]["other"]).get(reverse("web-deployments")))
+    other = main_of(page_client(world["users"]["other"]).get(reverse("web-deployments")))
     assert "shop" not in other
-    export = _client(world["users"]["other"]).get(reverse("web-deployments-export"))
+    export = page_client(world["users"]["other"]).get(reverse("web-deployments-export"))
     assert len(b"".join(export.streaming_content).splitlines()) == 1  # the header only
 
 
@@ -118,7 +109,7 @@ def test_changes_are_said_in_words_without_secret_values():
 
 
 def test_the_stack_diff_says_what_changed_in_words_above_the_raw_diff(world):
-    page = _client(world["users"]["viewer"]).get(
+    page = page_client(world["users"]["viewer"]).get(
         reverse("web-stack-diff", args=[world["stack"].pk]), {"from": 1, "to": 2})
-    words = _main(page).split('id="diff-in-words"', 1)[1].split("</ul>", 1)[0]
+    words = main_of(page).split('id="diff-in-words"', 1)[1].split("</ul>", 1)[0]
     assert "<li>web 1.36 → 1.37</li>" in words
