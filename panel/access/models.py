@@ -1,4 +1,5 @@
-"""Teams own projects; users hold one role per team; API tokens act for their user.
+"""Teams own projects; users hold one role per team; API tokens act for their user (a team
+token for its team's service account).
 
 Containers, volumes, networks (and stacks, issue 7) point at a Project; what a user may see and do
 with them follows from their Membership role in the project's team (panel/access/policy.py)."""
@@ -6,6 +7,7 @@ with them follows from their Membership role in the project's team (panel/access
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -118,6 +120,12 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A team token (panel/access/team_tokens.py): `user` is then a service account of `team`
+    # holding `team_role` there through an ordinary Membership; empty for personal tokens.
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True,
+                             related_name="api_tokens")
+    team_role = models.CharField(max_length=10, blank=True,
+                                 help_text="the role of a team token's service account")
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -131,6 +139,17 @@ class ApiToken(models.Model):
     def is_usable(self) -> bool:
         return self.revoked_at is None and (self.expires_at is None
                                             or self.expires_at > timezone.now())
+
+
+def service_accounts() -> models.QuerySet:
+    """The ids of team tokens' service accounts (users that exist only to carry a team token,
+    panel/access/team_tokens.py), as a subquery: `user_id__in=service_accounts()`."""
+    return ApiToken.objects.filter(team__isnull=False).values("user_id")
+
+
+def is_service_account(user: Any) -> bool:
+    return user is not None and getattr(user, "pk", None) is not None \
+        and ApiToken.objects.filter(user_id=user.pk, team__isnull=False).exists()
 
 
 class TeamInvite(models.Model):

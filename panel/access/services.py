@@ -28,6 +28,8 @@ from panel.access.models import (
     Project,
     Team,
     hash_token,
+    is_service_account,
+    service_accounts,
 )
 from panel.audit.services import Actor, record_event
 from panel.workloads.privileges import actor_is_platform_admin
@@ -159,6 +161,8 @@ def remove_team(actor: Actor, team: Team) -> None:
                        "them first")
     record_event(actor, "team.remove", team, before=team_summary(team),
                  members=list(team.memberships.values_list("user__username", "role")))
+    # the service accounts of its tokens go with it (their tokens and memberships cascade)
+    get_user_model().objects.filter(api_tokens__team=team).delete()
     team.delete()
 
 
@@ -232,7 +236,14 @@ def remove_project(actor: Actor, project: Project) -> None:
 # --- members ------------------------------------------------------------------------------------
 
 def _admins_left(team: Team, without: Membership) -> int:
-    return team.memberships.filter(role=ADMIN).exclude(pk=without.pk).count()
+    """The team's other admins who are people: a team token with role admin does not keep a
+    team administered (it expires, is revoked, and cannot sign in to the team page)."""
+    return team.memberships.filter(role=ADMIN).exclude(pk=without.pk).exclude(
+        user_id__in=service_accounts()).count()
+
+
+TOKEN_MEMBER = "is the service account of a team token: its role is the token's scope; " \
+               "revoke the token on the team page (and create another) instead"
 
 
 @transaction.atomic
@@ -248,6 +259,8 @@ def set_member(actor: Actor, team: Team, username: Any, role: Any) -> Membership
                               "users (POST /api/v1/users/)"]
     if errors or user is None:
         raise ValidationFailed(errors)
+    if is_service_account(user):
+        raise Conflict(f"{username} {TOKEN_MEMBER}")
     membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
     before = {"role": membership.role} if membership else None
     if membership is not None and membership.role == ADMIN and role != ADMIN \
@@ -270,6 +283,8 @@ def remove_member(actor: Actor, membership: Membership) -> None:
     """Take `membership`'s user out of its team (not the last admin)."""
     membership = Membership.objects.select_for_update(of=("self",)).select_related(
         "team", "user").get(pk=membership.pk)
+    if is_service_account(membership.user):
+        raise Conflict(f"{membership.user} {TOKEN_MEMBER}")
     if membership.role == ADMIN and not _admins_left(membership.team, membership):
         raise Conflict(f"{membership.user} is the last admin of team {membership.team}: make "
                        "someone else admin first")
@@ -335,6 +350,9 @@ def update_user(actor: Actor, user: Any, **changes: Any) -> Any:
         raise ValidationFailed({f: [f"cannot be changed: use {', '.join(sorted(allowed))}"]
                                 for f in sorted(unknown)})
     user = get_user_model().objects.select_for_update().get(pk=user.pk)
+    if is_service_account(user) and (changes.get("is_superuser") or "password" in changes):
+        raise Conflict(f"{user} is the service account of a team token: it never signs in "
+                       "with a password nor administers the platform")
     before = user_summary(user)
     if "email" in changes:
         user.email = _text(changes["email"], "email", 254)
@@ -358,8 +376,9 @@ def remove_user(actor: Actor, user: Any) -> None:
     """Delete a user with their memberships and tokens (audit events keep their name)."""
     if user.pk == actor.user_id:
         raise Conflict("you cannot remove yourself: ask another platform administrator")
-    last_admin_of = [m.team.name for m in Membership.objects.filter(user=user, role=ADMIN)
-                     if not _admins_left(m.team, m)]
+    last_admin_of = [] if is_service_account(user) else [
+        m.team.name for m in Membership.objects.filter(user=user, role=ADMIN)
+        if not _admins_left(m.team, m)]
     if last_admin_of:
         raise Conflict(f"{user} is the last admin of {', '.join(last_admin_of)}: make someone "
                        "else admin first")
@@ -389,6 +408,10 @@ def create_token(actor: Actor, user: Any, name: Any, read_only: Any = False,
         errors["expires_at"] = ["must be in the future"]
     if errors:
         raise ValidationFailed(errors)
+    if is_service_account(user):
+        # else a team token could mint itself a token that outlives its expiry
+        raise Conflict("a team token cannot create API tokens: a team admin creates team "
+                       "tokens on the team page")
     secret = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=name.strip(), key_hash=hash_token(secret),
                                     prefix=secret[:10], read_only=read_only,

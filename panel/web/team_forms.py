@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 
+from panel.access import team_tokens
 from panel.access.invites import MAX_DAYS
 from panel.access.models import NAME_HELP, Membership
 from panel.workloads.spec import ValidationFailed
@@ -65,3 +66,15 @@ class ProjectForm(_Form):
     ids = "project"
     name = forms.CharField(max_length=64, help_text=NAME_HELP)
     description = forms.CharField(max_length=255, required=False)
+
+
+class TeamTokenForm(_Form):
+    ids = "team-token"
+    name = forms.CharField(max_length=64, help_text='a label, e.g. "ci deploys"')
+    role = forms.ChoiceField(choices=Membership.ROLE_CHOICES, initial="viewer",
+                             help_text="what the token may do in this team")
+    read_only = forms.BooleanField(required=False, label="Read-only",
+                                   help_text="may look but not change anything")
+    expires_in_days = forms.IntegerField(required=False, min_value=1,
+                                         max_value=team_tokens.MAX_DAYS,
+                                         label="Expires after (days)", help_text="empty: never")

@@ -68,6 +68,12 @@ def sentence(event: AuditEvent) -> str:
                f"{details.get('invited_by') or 'a team admin'} on {when}"
     if event.action == "team.invite_revoke":
         return f"{who} revoked an invite link to {team} as {details.get('role')} on {when}"
+    if event.action in ("team.token_create", "team.token_revoke"):
+        part = details.get("after") or details.get("before") or {}
+        verb = "created" if event.action == "team.token_create" else "revoked"
+        scope = f"{part.get('role')}{', read-only' if part.get('read_only') else ''}"
+        return f"{who} {verb} the team token {part.get('name') or event.target_name} " \
+               f"({scope}) of {team} on {when}"
     if event.action == "team.change":
         return f"{who} changed team {team} on {when}: {_team_change(details)}"
     return describe(event)

@@ -1,11 +1,12 @@
 """Team administration pages: the teams list (platform administrators create teams), one team
-with its projects, members, invites, two-factor requirement and history, the forms that change
-them, and the page where an invite link is accepted.
+with its projects, members, invites, team API tokens, two-factor requirement and history, the
+forms that change them, and the page where an invite link is accepted.
 
 Every view authorises through panel.access.policy (404 outside the user's teams, 403 for a role
-that may not act, both audited) and changes state only through panel/access/services.py and
-panel/access/invites.py. Forms post and redirect; a refused form re-renders the team page with
-the field named (400, or 409 for a conflict such as demoting the last admin)."""
+that may not act, both audited) and changes state only through panel/access/services.py,
+panel/access/invites.py and panel/access/team_tokens.py. Forms post and redirect; a refused
+form re-renders the team page with the field named (400, or 409 for a conflict such as
+demoting the last admin)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from panel.access import invites, policy, services
-from panel.access.models import Membership, Project, Team, TeamInvite
+from panel.access import invites, policy, services, team_tokens
+from panel.access.models import ApiToken, Membership, Project, Team, TeamInvite, service_accounts
 from panel.audit.models import AuditEvent
 from panel.web.common import actor, error_text, get_visible, signed_in
 from panel.web.team_forms import (
@@ -29,6 +31,7 @@ from panel.web.team_forms import (
     ProjectForm,
     SettingsForm,
     TeamForm,
+    TeamTokenForm,
     apply_errors,
 )
 from panel.web.team_history import team_history
@@ -82,15 +85,20 @@ def _team_page(request: HttpRequest, team: Team, status: int = 200,
     can_members = policy.can(user, "team.members", team)
     can_change = policy.can(user, "team.change", team)
     can_history = policy.can(user, "auditevent.view", AuditEvent(team_id=team.pk))
-    without_2fa = list(invites.members_without_2fa(team)) if can_change or can_history else []
+    # team tokens' service accounts are listed with the tokens, not as people
+    without_2fa = list(invites.members_without_2fa(team).exclude(
+        user_id__in=service_accounts())) if can_change or can_history else []
     page: dict[str, Any] = {
         "team": team, "role": policy.role_of(user, team),
         "can_members": can_members, "can_change": can_change, "can_history": can_history,
         "can_project": policy.can(user, "project.create", Project(team=team)),
         "projects": team.projects.order_by("name"),
-        "members": team.memberships.select_related("user").order_by("user__username"),
+        "members": team.memberships.exclude(user_id__in=service_accounts()).select_related(
+            "user").order_by("user__username"),
         "roles": [r for r, _ in Membership.ROLE_CHOICES],
         "invites": invites.pending_invites(team) if can_members else [],
+        "tokens": team_tokens.team_tokens(team) if can_members else [],
+        "token_form": TeamTokenForm(), "now": timezone.now(),
         "without_2fa": without_2fa, "without_2fa_ids": {m.user_id for m in without_2fa},
         "history": team_history(user, team.pk) if can_history else [],
         "member_form": MemberForm(), "invite_form": InviteForm(),
@@ -254,6 +262,47 @@ def team_invite_revoke(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, invite.team, exc)
     messages.success(request, f"the invite to {invite.team.name} as {invite.role} is revoked")
     return _back(invite.team)
+
+
+# --- team API tokens ----------------------------------------------------------------------------
+
+@never_cache
+@signed_in
+@require_POST
+def team_token_create(request: HttpRequest, pk: int) -> HttpResponse:
+    """Create a team token and show its secret this once, in this response (never stored,
+    never cached)."""
+    team = get_visible(request, Team.objects.all(), "team.members", pk=pk)
+    form = TeamTokenForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, team, "token_form", form)
+    data = form.cleaned_data
+    try:
+        token, secret = team_tokens.create_team_token(
+            actor(request), team, data["name"], data["role"], data["read_only"],
+            data["expires_in_days"])
+    except ValidationFailed as exc:
+        apply_errors(form, exc)
+        return _refused(request, team, exc, token_form=form)
+    return _team_page(request, team, new_token=token, token_secret=secret)
+
+
+@signed_in
+@require_POST
+def team_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """Revoke a team token (`pk`: the token); a personal token is not found here."""
+    token = get_object_or_404(ApiToken.objects.select_related("team"), pk=pk,
+                              team__isnull=False)
+    team = token.team
+    assert team is not None
+    policy.authorize(request.user, "team.members", team, actor(request))
+    try:
+        team_tokens.revoke_team_token(actor(request), token)
+    except Conflict as exc:
+        return _refused(request, team, exc)
+    messages.success(request, f"team token {token.name} revoked: it no longer signs anything "
+                              "in")
+    return _back(team)
 
 
 def _no_referrer(response: HttpResponse) -> HttpResponse:

@@ -72,6 +72,7 @@ VISIBLE: dict[str, frozenset[str]] = {
     "schedule": EVERY,  # a backup schedule of alpha's volume
     "project": EVERY, "team": EVERY, "member": EVERY, "event": AUDIT,
     "membership": EVERY, "invite": EVERY,  # a-team's viewer's membership, an open invite
+    "team_token": EVERY,  # a viewer-scoped API token of a-team
     "host": SIGNED_IN, "image": SIGNED_IN, "own_token": SIGNED_IN,
     "user": SIGNED_IN,  # users are not team objects: non-admins get 403, not 404
     "stack": EVERY, "team_template": EVERY,  # a template saved from a stack of alpha
@@ -228,6 +229,8 @@ PAGE_ROUTES: dict[str, dict[str, Any]] = {
     "web-team-invite": {"obj": "team", "POST": ("team.members", {"role": "viewer"})},
     "web-team-invite-revoke": {"obj": "invite", "POST": "team.members"},
     "web-team-projects": {"obj": "team", "POST": ("project.create", {"name": "beta"})},
+    "web-team-tokens": {"obj": "team", "POST": ("team.members", {"name": "ci", "role": "viewer"})},
+    "web-team-token-revoke": {"obj": "team_token", "POST": "team.members"},
     # An invite link: any signed-in person may open and accept it.
     "web-team-join": {"kwargs": {"secret": "{invite_secret}"}, "GET": "own.view",
                       "POST": "own.change"},

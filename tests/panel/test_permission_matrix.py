@@ -37,7 +37,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from panel.access import invites
+from panel.access import invites, team_tokens
 from panel.access import services as access
 from panel.audit.models import AuditEvent
 from panel.audit.services import Actor
@@ -177,6 +177,7 @@ def build_world(django_user_model: Any, make_host: Any) -> dict[str, Any]:
     event = AuditEvent.objects.filter(project_id=alpha.pk).order_by("seq").first()
     invite, invite_secret = invites.create_invite(system, team_a, "viewer")
     membership = team_a.memberships.get(user=users["viewer"])
+    team_token, _ = team_tokens.create_team_token(system, team_a, "deploys", "viewer")
     return {"users": users, "tokens": tokens, "ro": (ro_token, ro_secret),
             "objects": {"container": container.pk, "volume": volume.pk, "network": network.pk,
                         "operation": str(operation.pk), "backup": str(backup.pk),
@@ -185,6 +186,7 @@ def build_world(django_user_model: Any, make_host: Any) -> dict[str, Any]:
                         "image": Image.objects.first().pk, "user": users["newbie"].pk,
                         "event": event.seq, "stack": stack.pk, "team_template": template.pk,
                         "membership": membership.pk, "invite": invite.pk,
+                        "team_token": team_token.pk,
                         "invite_secret": invite_secret}}
 
 
