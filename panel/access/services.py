@@ -447,7 +447,7 @@ def record_sign_in(actor: Actor, user: Any, two_factor: bool = False,
                    enrolment_required: bool = False) -> None:
     """A sign-in; `enrolment_required`: with the password only, to enrol the authenticator a
     team requires (the session reaches nothing else until then)."""
-    extra = {"enrolment_required": True} if enrolment_required else {}
+    extra: dict[str, Any] = {"enrolment_required": True} if enrolment_required else {}
     record_event(actor, "user.sign_in", user, target_name=user.get_username(),
                  two_factor=two_factor, **extra)
 

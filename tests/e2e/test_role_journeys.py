@@ -200,6 +200,39 @@ def test_the_auditor_finds_the_viewers_refused_stop_by_search_and_exports_it(
     assert "Dave was refused: container.stop" in carol.locator("#event-sentence").inner_text()
 
 
+def test_an_operator_deploys_but_administers_nothing_and_keeps_a_personal_token(
+        stack: Stack, browser: Any, world: dict[str, Any]):
+    token = world["token"]
+    api(stack, token, "POST", "users/", {"username": "olga", "password": "olga-passphrase-e2e"})
+    api(stack, token, "POST", f"teams/{world['team']}/members/", {"username": "olga",
+                                                                  "role": "operator"})
+    PASSWORDS["olga"] = "olga-passphrase-e2e"
+    olga = _sign_in_as(browser, stack, "olga")
+    olga.wait_for_url(f"{stack.url}/")
+    nav = olga.get_by_role("navigation", name="Main")
+    assert nav.get_by_role("link", name="Audit log").count() == 0
+    nav.get_by_role("link", name="Stacks").click()
+    olga.get_by_role("link", name="storefront").click()
+    olga.get_by_role("button", name="Deploy").click()  # operators deploy
+    olga.wait_for_load_state()
+    revisions = api(stack, token, "GET", f"stacks/{world['stack']}/revisions/")
+    assert any(r["actor"] == "olga" for r in revisions)
+    olga.goto(f"{stack.url}/teams/{world['team']}/")
+    main = olga.locator("#main")
+    assert main.get_by_role("button").count() == 0  # sees the team, changes nothing
+    assert "history" not in main.inner_text().lower()
+    # My account: a personal token's secret is shown once
+    olga.get_by_role("link", name="My account").click()
+    olga.get_by_role("link", name="API tokens").click()
+    olga.get_by_label("Token name").fill("laptop")
+    olga.get_by_role("button", name="Create token").click()
+    secret = olga.get_by_label("Secret of laptop").input_value()
+    assert secret.startswith("brt_")
+    assert api(stack, secret, "GET", "me/")["username"] == "olga"
+    olga.goto(f"{stack.url}/account/tokens/")
+    assert secret not in olga.content() and "laptop" in olga.locator("#main").inner_text()
+
+
 def test_an_outsider_sees_none_of_it_and_a_platform_admin_verifies_the_chain(
         stack: Stack, browser: Any, world: dict[str, Any]):
     token = world["token"]

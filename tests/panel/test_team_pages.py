@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -322,3 +323,197 @@ def test_the_teams_list_takes_a_constant_number_of_queries(world, django_user_mo
         access.set_member(SYSTEM, extra, "viewer", "viewer")
     assert count(platform) == few_platform
     assert count(admin) == few_admin
+
+
+# --- team API tokens ----------------------------------------------------------------------------
+
+SECRET = re.compile(r'id="team-token-secret"[^>]*value="(brt_[A-Za-z0-9_-]{40,})"')
+
+
+def _bearer(secret: str) -> Any:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def _tokens_table(page: str) -> str:
+    return page.split('id="team-tokens"', 1)[1].split("</table>", 1)[0]
+
+
+def _members_table(page: str) -> str:
+    return page.split('id="members-h"', 1)[1].split("</table>", 1)[0]
+
+
+def test_a_team_token_is_shown_once_acts_with_its_role_on_the_api_and_is_revoked(world):
+    from panel.access.models import ApiToken
+
+    team, users = world["team"], world["users"]
+    admin = _client(users["admin"])
+    page_url = reverse("web-team", args=[team.pk])
+    response = admin.post(reverse("web-team-tokens", args=[team.pk]),
+                          {"name": "ci deploys", "role": "viewer", "expires_in_days": "30"})
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    secret = SECRET.search(response.content.decode()).group(1)
+    token = ApiToken.objects.select_related("user").get(team=team)
+    account = token.user
+    assert token.key_hash == hash_token(secret) and token.prefix == secret[:10]
+    assert token.name == "ci deploys" and token.team_role == "viewer" and not token.read_only
+    assert account.username.startswith("token-a-team-") and account.is_active
+    assert not account.has_usable_password() and not account.is_superuser
+    assert _membership(team, account.username).role == "viewer"
+    created = AuditEvent.objects.get(action="team.token_create")
+    assert created.team_id == team.pk and created.actor_name == "admin"
+    assert created.details["after"]["role"] == "viewer"
+    assert created.details["after"]["name"] == "ci deploys"
+    assert created.details["after"]["expires_at"] is not None
+    assert not AuditEvent.objects.filter(details_json__contains=secret).exists()
+    assert not AuditEvent.objects.filter(details_json__contains=secret[10:20]).exists()
+    # the service account never signs in to the browser
+    assert not Client().login(username=account.username, password="")
+
+    page = _main(admin.get(page_url))
+    assert secret not in page and secret[10:] not in page
+    assert account.username not in page  # not a person: neither a member nor "not enrolled"
+    row = _tokens_table(page)
+    assert "ci deploys" in row and "viewer" in row and "never</td>" in row  # not used yet
+    assert token.expires_at.strftime("%Y-%m-%d") in row
+    assert "Admin created the team token ci deploys (viewer) of a-team" in page
+
+    api = _bearer(secret)
+    assert api.get("/api/v1/containers/").status_code == 200
+    assert api.post("/api/v1/containers/", {"image": "busybox", "project": "alpha"},
+                    format="json").status_code == 403
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+    row = _tokens_table(_main(admin.get(page_url)))
+    assert token.last_used_at.strftime("%Y-%m-%d") in row and "active" in row
+
+    response = admin.post(reverse("web-team-token-revoke", args=[token.pk]))
+    assert response.status_code == 302 and response["Location"] == page_url
+    assert api.get("/api/v1/containers/").status_code == 401
+    account.refresh_from_db()
+    token.refresh_from_db()
+    assert not account.is_active and token.revoked_at is not None
+    assert _membership(team, account.username) is None
+    revoked = AuditEvent.objects.get(action="team.token_revoke")
+    assert revoked.team_id == team.pk and revoked.details["before"]["name"] == "ci deploys"
+    page = _main(admin.get(page_url))
+    assert "revoked" in _tokens_table(page) and secret not in page
+    assert "Admin revoked the team token ci deploys (viewer) of a-team" in page
+    # revoked twice: a conflict, nothing more recorded
+    assert admin.post(reverse("web-team-token-revoke", args=[token.pk])).status_code == 409
+    assert AuditEvent.objects.filter(action="team.token_revoke").count() == 1
+
+
+def test_platform_admins_create_team_tokens_and_read_only_ones_only_look(world):
+    from panel.access.models import ApiToken
+
+    team, platform = world["team"], _client(world["users"]["platform"])
+    response = platform.post(reverse("web-team-tokens", args=[team.pk]),
+                             {"name": "ops", "role": "operator", "read_only": "on"})
+    assert response.status_code == 200
+    secret = SECRET.search(response.content.decode()).group(1)
+    token = ApiToken.objects.get(team=team)
+    assert token.read_only and token.team_role == "operator" and token.expires_at is None
+    api = _bearer(secret)
+    assert api.get("/api/v1/containers/").status_code == 200
+    assert api.post("/api/v1/volumes/", {"name": "v2", "project": "alpha"},
+                    format="json").status_code == 403
+
+
+def test_team_tokens_are_listed_in_one_query(world, django_assert_num_queries):
+    from panel.access import team_tokens
+
+    for name in ("one", "two", "three"):
+        team_tokens.create_team_token(SYSTEM, world["team"], name, "viewer")
+    with django_assert_num_queries(1):
+        listed = [(t.name, t.team_role, t.prefix, t.user.username, t.is_usable)
+                  for t in team_tokens.team_tokens(world["team"])]
+    assert [row[0] for row in listed] == ["three", "two", "one"]
+
+
+def test_viewers_see_no_token_section_and_other_teams_get_404(world):
+    from panel.access import team_tokens
+
+    team, users = world["team"], world["users"]
+    token, secret = team_tokens.create_team_token(SYSTEM, team, "ci", "viewer")
+    viewer = _client(users["viewer"])
+    page = _main(viewer.get(reverse("web-team", args=[team.pk])))
+    assert "Team API tokens" not in page and "ci" not in page.split('id="projects-h"')[0]
+    assert token.user.username not in page
+    assert viewer.post(reverse("web-team-tokens", args=[team.pk]),
+                       {"name": "mine", "role": "viewer"}).status_code == 403
+    assert viewer.post(reverse("web-team-token-revoke", args=[token.pk])).status_code == 403
+    other = _client(users["other"])  # admin of b-team
+    denied = AuditEvent.objects.filter(outcome="denied").count()
+    assert other.post(reverse("web-team-token-revoke", args=[token.pk])).status_code == 404
+    assert other.post(reverse("web-team-tokens", args=[team.pk]),
+                      {"name": "mine", "role": "admin"}).status_code == 404
+    assert AuditEvent.objects.filter(outcome="denied").count() == denied + 2
+    token.refresh_from_db()
+    assert token.revoked_at is None and team.api_tokens.count() == 1
+    assert _bearer(secret).get("/api/v1/containers/").status_code == 200
+    # a personal token is not a team token: not found here, even for a platform admin
+    personal, _ = access.create_token(SYSTEM, users["admin"], "mine")
+    platform = _client(users["platform"])
+    assert platform.post(reverse("web-team-token-revoke", args=[personal.pk])).status_code == 404
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({"role": "viewer"}, "name"),
+    ({"name": "ci", "role": "owner"}, "role"),
+    ({"name": "ci", "role": "viewer", "expires_in_days": "0"}, "expires_in_days"),
+    ({"name": "ci", "role": "viewer", "expires_in_days": "soon"}, "expires_in_days"),
+])
+def test_bad_team_token_input_names_the_field_and_creates_nothing(world, data, field,
+                                                                  django_user_model):
+    from panel.access.models import ApiToken
+
+    team = world["team"]
+    counts = (django_user_model.objects.count(), Membership.objects.count(),
+              ApiToken.objects.count(), AuditEvent.objects.count())
+    response = _client(world["users"]["admin"]).post(reverse("web-team-tokens", args=[team.pk]),
+                                                      data)
+    assert response.status_code == 400
+    assert f"{field}:" in response.content.decode()
+    assert not SECRET.search(response.content.decode())
+    assert (django_user_model.objects.count(), Membership.objects.count(),
+            ApiToken.objects.count(), AuditEvent.objects.count()) == counts
+
+
+def test_team_token_service_accounts_are_not_people(world):
+    """An admin-scoped token does not keep the team administered, its membership is changed
+    only by revoking it, and it cannot mint tokens of its own (which would outlive it)."""
+    from panel.access import team_tokens
+    from panel.workloads.services import Conflict
+
+    team, users = world["team"], world["users"]
+    admin = _client(users["admin"])
+    token, secret = team_tokens.create_team_token(Actor.from_user(users["admin"], "web"), team,
+                                                  "robot", "admin")
+    account = token.user.username
+    own = _membership(team, "admin")
+    response = admin.post(reverse("web-team-member", args=[own.pk]), {"role": "viewer"})
+    assert response.status_code == 409 and "admin is the last admin" in \
+        response.content.decode()
+    service = _membership(team, account)
+    for data in ({"role": "viewer"}, {"action": "remove"}):
+        response = admin.post(reverse("web-team-member", args=[service.pk]), data)
+        assert response.status_code == 409 and "revoke the token" in response.content.decode()
+    assert _membership(team, account).role == "admin"
+    response = admin.post(reverse("web-team-members", args=[team.pk]),
+                          {"username": account, "role": "viewer"})
+    assert response.status_code in (400, 409)
+    other_team = Team.objects.get(name="b-team")
+    with pytest.raises(Conflict):  # nor can another team's admin take it in
+        access.set_member(SYSTEM, other_team, account, "viewer")
+    with pytest.raises(Conflict):
+        access.update_user(SYSTEM, token.user, password="a long enough passphrase")
+    response = _bearer(secret).post("/api/v1/tokens/", {"name": "forever"}, format="json")
+    assert response.status_code == 409 and token.user.api_tokens.count() == 1
+    # an operator may not hand out tokens; only admins can make an admin-scoped one
+    with pytest.raises(PermissionDenied):
+        team_tokens.create_team_token(Actor.from_user(users["operator"], "web"), team,
+                                      "sneaky", "admin")
