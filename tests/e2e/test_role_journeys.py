@@ -213,7 +213,7 @@ def test_an_operator_deploys_but_administers_nothing_and_keeps_a_personal_token(
     assert nav.get_by_role("link", name="Audit log").count() == 0
     nav.get_by_role("link", name="Stacks").click()
     olga.get_by_role("link", name="storefront").click()
-    olga.get_by_role("button", name="Deploy").click()  # operators deploy
+    olga.get_by_role("button", name="Deploy", exact=True).click()  # operators deploy
     olga.wait_for_load_state()
     revisions = api(stack, token, "GET", f"stacks/{world['stack']}/revisions/")
     assert any(r["actor"] == "olga" for r in revisions)
