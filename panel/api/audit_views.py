@@ -54,6 +54,10 @@ def _time(params: Mapping[str, str], name: str) -> datetime | None:
         moment, day = None, None
     if day is not None:
         moment = timezone.make_aware(datetime.combine(day, datetime.min.time()))
+    elif moment is not None and timezone.is_naive(moment):
+        # parse_datetime reads "2026-11-28" as a naive midnight (datetime.fromisoformat):
+        # that midnight, or a time without an offset, is in the panel's time zone
+        moment = timezone.make_aware(moment)
     if moment is None:
         raise ValidationFailed({name: [f"{raw!r} is not a time: use ISO 8601, e.g. "
                                        "2026-11-28T14:00:00Z, or a date, 2026-11-28"]})

@@ -231,3 +231,21 @@ def test_deployments_and_restarts_read_as_plain_language():
     assert describe(deploy) == f"Ana deployed shop-web 1.4 → 1.5 on {when}: 3 of 3 healthy " \
                                "after 41 s"
     assert describe(restart) == "restart policy restarted worker (exit 137, out of memory)"
+
+
+@pytest.mark.django_db
+def test_a_time_without_an_offset_is_read_in_the_panels_time_zone(settings):
+    from django.utils import timezone
+
+    from panel.api.audit_views import _time
+
+    settings.TIME_ZONE = "Europe/Paris"
+    with timezone.override("Europe/Paris"):
+        day = _time({"since": "2026-11-28"}, "since")
+        moment = _time({"until": "2026-11-28T14:00:00"}, "until")
+    assert day is not None and moment is not None
+    assert timezone.is_aware(day) and timezone.is_aware(moment)  # no naive-time warning
+    assert (day.isoformat(), moment.isoformat()) == ("2026-11-28T00:00:00+01:00",
+                                                     "2026-11-28T14:00:00+01:00")
+    offset = _time({"since": "2026-11-28T14:00:00Z"}, "since")
+    assert offset is not None and offset.utcoffset().total_seconds() == 0
