@@ -30,6 +30,7 @@ urlpatterns = [
     path("networks/<int:pk>/remove/", res.network_remove, name="web-network-remove"),
     path("operations/", res.operations, name="web-operations"),
     path("operations/<str:pk>/", res.operation_detail, name="web-operation"),
+    path("operations/<str:pk>/state/", res.operation_state, name="web-operation-state"),
     path("operations/<str:pk>/download/", res.backup_download, name="web-backup-download"),
     path("deployments/", deployments.deployments, name="web-deployments"),
     path("deployments/export/", deployments.deployments_export, name="web-deployments-export"),

@@ -29,6 +29,7 @@ from panel.access import policy
 from panel.access.models import Project
 from panel.fleet.models import UP, Host
 from panel.live import transfers
+from panel.live.emit import operation_event
 from panel.web.common import (
     actor,
     audit_refused_project,
@@ -269,6 +270,14 @@ def operation_detail(request: HttpRequest, pk: str) -> HttpResponse:
     return render(request, "web/operation.html", {
         "op": operation, "download": result.get("download") if operation.kind ==
         "volume.backup" and operation.status == Operation.SUCCEEDED else None})
+
+
+@signed_in
+def operation_state(request: HttpRequest, pk: str) -> JsonResponse:
+    """The operation's live fields: its page reads them once its socket is open, so an
+    operation that finished between the render and the subscription is not shown running."""
+    operation, _ = _visible_operation(request, pk)
+    return JsonResponse(operation_event(operation))
 
 
 @signed_in

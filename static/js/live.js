@@ -125,12 +125,13 @@ function connect(attempt = 0) {
 
 if (document.body.dataset.user) connect();
 
-// The container page refreshes its fields after a reconnect (events may have been missed).
+// A container's or an operation's page reads its fields again once the socket is open, the
+// first time too: a change between the page's render and the subscription was never pushed to it.
 document.addEventListener("berth:reconnected", async () => {
-  const page = document.getElementById("container-page");
-  if (!page) return;
-  const response = await fetch(page.dataset.stateUrl, { headers: { Accept: "application/json" } });
-  if (response.ok) apply(await response.json());
+  for (const page of document.querySelectorAll("#container-page, #operation")) {
+    const response = await fetch(page.dataset.stateUrl, { headers: { Accept: "application/json" } });
+    if (response.ok) apply(await response.json());
+  }
 });
 
 // A backup's operation page shows the download (with its checksum) once the backup is ready.

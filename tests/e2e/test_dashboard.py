@@ -141,3 +141,32 @@ def test_operation_pushes_arriving_out_of_order_never_move_it_backwards(stack: S
     assert row.locator('[data-field="status"]').inner_text() == "succeeded"
     assert row.locator('[data-field="message"]').inner_text() == "imported x"
     page.close()
+
+
+def test_an_operation_finished_before_the_page_subscribed_is_shown_finished(stack: Stack,
+                                                                             browser: Any):
+    """The operation finishes after its page was rendered but before the page's socket
+    subscribed, so no push reaches it (the socket here is a silent stand-in): the page reads the
+    operation's state once the socket is open and shows it finished (CI saw a restore and a
+    chain verification stay "running" for minutes)."""
+    made = stack.manage("shell", "-c", (
+        "from panel.workloads.models import Operation\n"
+        "print(Operation.objects.create(kind='e2e.race', target_type='volume',"
+        " target_name='late', actor_name='e2e', status='running').pk)\n"))
+    operation_id = made.strip().splitlines()[-1]
+    finish = ("from panel.audit.services import Actor\n"
+              "from panel.workloads.reports import record_operation_progress\n"
+              f"record_operation_progress(Actor.system('e2e'), {operation_id!r}, 'succeeded',"
+              " 100, 'finished unseen')\n")
+    page = browser.new_page()
+    sign_in(page, stack.url)
+
+    def subscribe_too_late(socket: Any) -> None:  # called once the page has been rendered
+        stack.manage("shell", "-c", finish)  # and never connected to the server: no push
+
+    page.route_web_socket(re.compile(r"/ws/events/$"), subscribe_too_late)
+    page.goto(f"{stack.url}/operations/{operation_id}/")
+    status = page.locator('#operation [data-field="status"]')
+    status.filter(has_text="succeeded").wait_for(timeout=30_000)
+    assert page.locator('#operation [data-field="message"]').inner_text() == "finished unseen"
+    page.close()

@@ -195,6 +195,7 @@ PAGE_ROUTES: dict[str, dict[str, Any]] = {
     "web-network-remove": {"obj": "network", "POST": "network.remove"},
     "web-operations": {"GET": "operation.view"},
     "web-operation": {"obj": "operation", "GET": "operation.view"},
+    "web-operation-state": {"obj": "operation", "GET": "operation.view"},
     "web-backup-download": {"obj": "backup", "GET": "volume.backup"},
     "web-stacks": {"GET": "stack.view"},
     "web-stack-new": {"GET": "stack.create", "POST": (

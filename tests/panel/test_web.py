@@ -180,3 +180,22 @@ def test_create_form_sets_spec_fields_from_its_advanced_section(world):
     for field in ("id_pid-errors", "id_stop_timeout-errors", "id_cap_add-errors"):
         assert field in page, field
     assert "a team admin can allow it" in page
+
+
+def test_operation_state_reports_what_the_page_may_have_missed_and_only_to_its_team(world):
+    from panel.workloads.models import Operation
+    from panel.workloads.reports import record_operation_progress
+
+    operation = Operation.objects.filter(target_id=str(world["container"].pk)).first()
+    assert operation is not None
+    page = _client(world["users"]["viewer"]).get(f"/operations/{operation.pk}/").content.decode()
+    state_url = f"/operations/{operation.pk}/state/"
+    assert f'data-state-url="{state_url}"' in page  # read by live.js once its socket is open
+    # finished after the page was rendered, before its socket subscribed: nobody pushed it
+    record_operation_progress(Actor.system("tests"), str(operation.pk), Operation.SUCCEEDED,
+                              100, "created")
+    state = _client(world["users"]["viewer"]).get(state_url).json()
+    assert (state["id"], state["status"], state["progress"]) == (str(operation.pk),
+                                                                  "succeeded", 1.0)
+    assert _client(world["users"]["other"]).get(state_url).status_code == 404
+    assert Client().get(state_url).status_code == 302
