@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import insert_chained_events
+
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("BERTH_BENCH_AUDIT_EVENTS", "1000000"))
 STARTS = int(os.environ.get("BERTH_BENCH_AUDIT_STARTS", "300"))
@@ -98,38 +100,16 @@ def _starts() -> dict[str, Any]:
 
 def _fill(count: int) -> float:
     """`count` chained events by bulk insert; returns seconds taken."""
-    from django.db import transaction
     from django.utils import timezone
 
-    from panel.audit.models import AuditEvent, ChainHead, canonical_details, event_hash
-
-    head = ChainHead.objects.get(pk=1)
-    seq, previous = head.seq, head.hash
-    start = time.perf_counter()
     now = timezone.now()
-    batch: list[AuditEvent] = []
-    with transaction.atomic():
-        for i in range(count):
-            seq += 1
-            event = AuditEvent(seq=seq, prev_hash=previous, created_at=now, actor_id=1,
-                               actor_name="ana", channel="api", request_id=f"req-{i}",
-                               source_address="10.0.0.7", action="container.start",
-                               target_type="container", target_id=str(i % 500),
-                               target_name=f"web-{i % 500}", team_id=1, team_name="shop",
-                               project_id=1, project_name="shop-web", outcome="succeeded",
-                               details_json=canonical_details(
-                                   {"before": {"desired_state": "stopped"},
-                                    "after": {"desired_state": "running"},
-                                    "operation": f"op-{i}"}))
-            event.hash = previous = event_hash(event.hashed_values())
-            batch.append(event)
-            if len(batch) == 20_000:
-                AuditEvent.objects.bulk_create(batch)
-                batch = []
-        if batch:
-            AuditEvent.objects.bulk_create(batch)
-        ChainHead.objects.filter(pk=1).update(seq=seq, hash=previous)
-    return time.perf_counter() - start
+    return insert_chained_events(range(count), lambda i: dict(
+        created_at=now, actor_id=1, actor_name="ana", channel="api", request_id=f"req-{i}",
+        source_address="10.0.0.7", action="container.start", target_type="container",
+        target_id=str(i % 500), target_name=f"web-{i % 500}", team_id=1, team_name="shop",
+        project_id=1, project_name="shop-web", outcome="succeeded",
+        details={"before": {"desired_state": "stopped"}, "after": {"desired_state": "running"},
+                 "operation": f"op-{i}"}))
 
 
 def _verify(count: int) -> dict[str, Any]:

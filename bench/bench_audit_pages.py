@@ -30,6 +30,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.common import insert_chained_events
+
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("BERTH_BENCH_AUDIT_PAGE_EVENTS", "100000"))
 SMALL = 1_000
@@ -83,45 +85,27 @@ def _fill(world: dict[str, Any], first: int, last: int, start: Any) -> float:
     """Events number `first`..`last - 1` (chained, bulk inserted); returns seconds taken.
     Event i: created at start + i * STEP, team i % 10, actor user(i % 20), 90 % succeeded,
     7 % failed, 3 % denied; mallory's denied container.stop every 25,000 events."""
-    from django.db import transaction
+    def fields_of(i: int) -> dict[str, Any]:
+        team_id, team_name, project_id, project_name = world["teams"][i % TEAMS]
+        user = f"user{i % 20:02d}"
+        action = ACTIONS[i % len(ACTIONS)]
+        outcome = "denied" if i % 100 < 3 else "failed" if i % 100 < 10 else "succeeded"
+        if i % MALLORY_EVERY == 500:
+            user, action, outcome = "mallory", "container.stop", "denied"
+        kind = action.split(".")[0]
+        details: dict[str, Any] = {"before": {"desired_state": "stopped", "replicas": 1},
+                                   "after": {"desired_state": "running", "replicas": 2},
+                                   "operation": f"op-{i}"}
+        if outcome == "denied":
+            details = {"reason": "role viewer may not stop"}
+        return dict(created_at=start + i * STEP, actor_id=i % 20 + 10, actor_name=user,
+                    channel=("web", "api", "cli")[i % 3], request_id=f"req-{i}",
+                    source_address=f"10.0.{i % 7}.{i % 250}", action=action, target_type=kind,
+                    target_id=str(i % 500), target_name=f"{kind}-{i % 500}", team_id=team_id,
+                    team_name=team_name, project_id=project_id, project_name=project_name,
+                    outcome=outcome, details=details)
 
-    from panel.audit.models import AuditEvent, ChainHead, canonical_details, event_hash
-
-    head = ChainHead.objects.get(pk=1)
-    seq, previous = head.seq, head.hash
-    began = time.perf_counter()
-    batch: list[AuditEvent] = []
-    with transaction.atomic():
-        for i in range(first, last):
-            seq += 1
-            team_id, team_name, project_id, project_name = world["teams"][i % TEAMS]
-            user = f"user{i % 20:02d}"
-            action = ACTIONS[i % len(ACTIONS)]
-            outcome = "denied" if i % 100 < 3 else "failed" if i % 100 < 10 else "succeeded"
-            if i % MALLORY_EVERY == 500:
-                user, action, outcome = "mallory", "container.stop", "denied"
-            kind = action.split(".")[0]
-            details: dict[str, Any] = {"before": {"desired_state": "stopped", "replicas": 1},
-                                       "after": {"desired_state": "running", "replicas": 2},
-                                       "operation": f"op-{i}"}
-            if outcome == "denied":
-                details = {"reason": "role viewer may not stop"}
-            event = AuditEvent(
-                seq=seq, prev_hash=previous, created_at=start + i * STEP, actor_id=i % 20 + 10,
-                actor_name=user, channel=("web", "api", "cli")[i % 3], request_id=f"req-{i}",
-                source_address=f"10.0.{i % 7}.{i % 250}", action=action, target_type=kind,
-                target_id=str(i % 500), target_name=f"{kind}-{i % 500}", team_id=team_id,
-                team_name=team_name, project_id=project_id, project_name=project_name,
-                outcome=outcome, details_json=canonical_details(details))
-            event.hash = previous = event_hash(event.hashed_values())
-            batch.append(event)
-            if len(batch) == 20_000:
-                AuditEvent.objects.bulk_create(batch)
-                batch = []
-        if batch:
-            AuditEvent.objects.bulk_create(batch)
-        ChainHead.objects.filter(pk=1).update(seq=seq, hash=previous)
-    return time.perf_counter() - began
+    return insert_chained_events(range(first, last), fields_of)
 
 
 def _cases(world: dict[str, Any], start: Any) -> dict[str, tuple[Any, dict[str, str]]]:
