@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from panel.web import views
 from panel.web import views_audit as audit
+from panel.web import views_backups as backups
 from panel.web import views_deployments as deployments
 from panel.web import views_resources as res
 
@@ -26,6 +27,9 @@ urlpatterns = [
     path("volumes/", res.volumes, name="web-volumes"),
     *[path(f"volumes/<int:pk>/{action}/", res.volume_action, {"action": action},
            name=f"web-volume-{action}") for action in ("backup", "restore", "remove")],
+    path("volumes/<int:pk>/backups/", backups.volume_backups, name="web-volume-backups"),
+    *[path(f"backup-schedules/<int:pk>/{action}/", backups.schedule_action, {"action": action},
+           name=f"web-backup-schedule-{action}") for action in ("run", "drill", "remove")],
     path("networks/", res.networks, name="web-networks"),
     path("networks/<int:pk>/remove/", res.network_remove, name="web-network-remove"),
     path("operations/", res.operations, name="web-operations"),

@@ -134,11 +134,16 @@ document.addEventListener("berth:reconnected", async () => {
   }
 });
 
-// A backup's operation page shows the download (with its checksum) once the backup is ready.
+// A backup's operation page shows the download (with its checksum) once the backup is ready:
+// rendered again once, when it finishes (a page rendered finished has its answer: a scheduled
+// backup has no download, and reloading it would never end).
 document.addEventListener("berth:event", (event) => {
   const page = document.getElementById("operation");
   const data = event.detail;
   if (!page || page.dataset.kind !== "volume.backup" || data.type !== "operation") return;
   if (data.id === page.dataset.operationId && data.status === "succeeded"
-      && document.getElementById("download-link")?.hidden) location.reload();
+      && !page.dataset.finished && document.getElementById("download-link")?.hidden) {
+    page.dataset.finished = "1";
+    location.reload();
+  }
 });

@@ -143,6 +143,42 @@ def test_volume_backs_up_to_a_download_and_restores_from_an_upload_byte_exact(
     page.close()
 
 
+def test_a_schedule_made_on_the_page_backs_up_to_a_directory_and_its_drill_proves_it(
+        stack: Stack, browser: Any, tmp_path: Path) -> None:
+    stack.manage("shell", "-c", (
+        "from panel.audit.services import Actor\n"
+        "from panel.workloads.services import create_volume\n"
+        f"create_volume(Actor.system('e2e'), 'e2esched', host_name={HOST_NAME!r})\n"))
+    data = _wait_volume_on_host(stack, "e2esched")
+    (data / "db.dump").write_bytes(os.urandom(1 << 20))
+    backups = tmp_path / "backups"
+    page = browser.new_page()
+    sign_in(page, stack.url)
+    page.goto(f"{stack.url}/volumes/")
+    page.get_by_role("link", name="Scheduled backups of e2esched").click()
+    deadline = time.monotonic() + 60  # the form appears once the host has reported the volume
+    while page.get_by_label("Every (hours)").count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        page.reload()
+    page.get_by_label("Every (hours)").fill("24")
+    page.get_by_label("Path").fill(str(backups))
+    page.get_by_role("button", name="Schedule").click()
+    page.get_by_text("backups of e2esched scheduled").wait_for()
+    schedules = page.url
+    page.get_by_role("button", name="Back up now").click()
+    page.wait_for_url(re.compile(r"/operations/"))
+    _operation_done(page)
+    assert [p.name for p in backups.rglob("*.tar.zst")], "the backup reached the directory"
+    page.goto(schedules)
+    page.get_by_role("button", name="Drill").click()
+    page.wait_for_url(re.compile(r"/operations/"))
+    _operation_done(page)  # restored into a scratch volume and compared, byte-exact
+    page.goto(schedules)
+    row = page.get_by_role("table", name="Backup schedules").locator("tbody tr")
+    assert row.locator('[data-field="status"]').all_inner_texts() == ["succeeded", "succeeded"]
+    page.close()
+
+
 def test_an_unannounced_or_finished_transfer_token_is_refused_by_the_host(stack: Stack) -> None:
     import requests
 

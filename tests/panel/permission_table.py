@@ -190,6 +190,12 @@ PAGE_ROUTES: dict[str, dict[str, Any]] = {
     "web-volume-backup": {"obj": "volume", "POST": "volume.backup"},
     "web-volume-restore": {"obj": "volume", "POST": "volume.restore"},
     "web-volume-remove": {"obj": "volume", "POST": "volume.remove"},
+    "web-volume-backups": {"obj": "volume", "GET": "backupschedule.view", "POST": (
+        "backupschedule.create", {"host": "h1", "interval_hours": "24", "keep_daily": "7",
+                                  "keep_weekly": "4", "kind": "directory",
+                                  "path": "/srv/more-backups"})},
+    **{f"web-backup-schedule-{verb}": {"obj": "schedule", "POST": f"backupschedule.{verb}"}
+       for verb in ("run", "drill", "remove")},
     "web-networks": {"GET": "network.view",
                      "POST": ("network.create", {"name": "n2", "project": "{project}"})},
     "web-network-remove": {"obj": "network", "POST": "network.remove"},
