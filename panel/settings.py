@@ -183,6 +183,8 @@ BERTH_CONTROL_REDELIVERY = env_float("BERTH_CONTROL_REDELIVERY", 60.0, minimum=5
 BERTH_REAPPLY_AFTER = env_float("BERTH_REAPPLY_AFTER", 30.0, minimum=0.5)
 # Seconds to wait for an agent's answer to logs/stats before the API answers 504.
 BERTH_RPC_TIMEOUT = env_float("BERTH_RPC_TIMEOUT", 10.0, minimum=0.1)
+# `docker wait` (and `docker run` without -d) holds its request this long at most, then 408.
+BERTH_DOCKER_WAIT = env_float("BERTH_DOCKER_WAIT", 3600.0, minimum=1.0)
 # Fernet key that encrypts secret env values at rest.
 BERTH_SECRETS_KEY = env_fernet_key("BERTH_SECRETS_KEY", STATE_DIR / "secrets.key")
 

@@ -8,4 +8,5 @@ urlpatterns = [
     path("stacks/", include("panel.stacks.urls")),
     path("api/", include("panel.api.urls")),
     path("accounts/", include("panel.access.urls")),
+    path("docker/", include("panel.dockerapi.urls")),  # the docker CLI and docker-py
 ]

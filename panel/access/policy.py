@@ -241,6 +241,12 @@ def deny_missing(actor: Any, action: str, obj: Any) -> None:
     _record_denied(actor, action, obj, reason="outside the user's teams")
 
 
+def refuse_read_only(actor: Any, action: str, obj: Any) -> None:
+    """Refuse (audited) what a read-only token asked outside the safe methods."""
+    _record_denied(actor, action, obj, reason="read-only token")
+    raise PermissionDenied("this token is read-only")
+
+
 def authorize(user: Any, action: str, obj: Any, actor: Any = None, token: Any = None) -> None:
     """Raise Http404 (cannot see `obj`) or PermissionDenied (sees it, may not do `action`);
     each refusal is audited (outcome "denied") when `actor` is given."""
@@ -263,8 +269,7 @@ def authorize_create(user: Any, action: str, project: Any, actor: Any = None,
     """Like `authorize` for creating a resource in `project` (checked on the project)."""
     resource, verb = split(action)
     if not _token_allows(token, resource, verb):
-        _record_denied(actor, action, project, reason="read-only token")
-        raise PermissionDenied("this token is read-only")
+        refuse_read_only(actor, action, project)
     if project is None:
         if is_platform_admin(user):
             return

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from panel.access import policy
 from panel.api import serializers as s
 from panel.api.permissions import Scoped, actor_of, project_for_create
-from panel.fleet.dispatch import AgentUnavailable, call_host
+from panel.fleet.dispatch import call_host, host_for_rpc
 from panel.fleet.models import DOWN, UP, Host
 from panel.workloads import services
 from panel.workloads.models import Container, Image, Network, Operation, Volume
@@ -206,7 +206,7 @@ class ContainerViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin
         for name in ("since", "until"):
             if params.get(name):
                 _check_time(name, params[name])
-        lines = call_host(_host_for_rpc(container), "logs", str(container.uid), tail,
+        lines = call_host(host_for_rpc(container), "logs", str(container.uid), tail,
                           params.get("since") or None, params.get("until") or None, timestamps)
         return Response({"container": container.pk, "lines": lines})
 
@@ -215,7 +215,7 @@ class ContainerViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin
     def stats(self, request: Request, pk: str | None = None) -> Response:
         """One stats sample of the container, asked from its host's agent."""
         container = self.get_object()
-        return Response(call_host(_host_for_rpc(container), "stats", str(container.uid)))
+        return Response(call_host(host_for_rpc(container), "stats", str(container.uid)))
 
     @extend_schema(responses={200: None})
     @action(detail=True, methods=["get"])
@@ -225,17 +225,6 @@ class ContainerViewSet(Scoped, mixins.CreateModelMixin, mixins.DestroyModelMixin
         return Response({"container": container.pk,
                          "secrets": services.read_container_secrets(actor_of(request),
                                                                     container)})
-
-
-def _host_for_rpc(container: Container) -> str:
-    host = container.host
-    if host is None:
-        raise AgentUnavailable(f"container {container.name} is not placed on any host")
-    if host.current_status() != UP:
-        seen = host.last_heartbeat.isoformat() if host.last_heartbeat else "never"
-        raise AgentUnavailable(f"host {host.name} is down (last heartbeat {seen}): its agent "
-                               "cannot answer")
-    return host.name
 
 
 def _check_time(name: str, value: str) -> None:

@@ -90,7 +90,8 @@ class AuditEventQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    CHANNELS = [(c, c) for c in ("web", "api", "ws", "agent", "system", "cli")]
+    CHANNELS = [(c, c) for c in ("web", "api", "ws", "agent", "system", "cli",
+                                         "docker")]
     OUTCOMES = [(o, o) for o in ("succeeded", "failed", "denied")]
 
     seq = models.BigIntegerField(unique=True)

@@ -93,6 +93,21 @@ def _move_ahead(callbacks: list[Any]) -> None:
     callbacks.insert(index, entry)
 
 
+def host_for_rpc(container: Any) -> str:
+    """The name of the host running `container`, whose agent can answer now (else
+    AgentUnavailable, at once rather than after the RPC's deadline)."""
+    from panel.fleet.models import UP
+
+    host = container.host
+    if host is None:
+        raise AgentUnavailable(f"container {container.name} is not placed on any host")
+    if host.current_status() != UP:
+        seen = host.last_heartbeat.isoformat() if host.last_heartbeat else "never"
+        raise AgentUnavailable(f"host {host.name} is down (last heartbeat {seen}): its agent "
+                               "cannot answer")
+    return host.name
+
+
 def call_host(host_name: str, task: str, *args: Any, timeout: float | None = None) -> Any:
     """Ask the agent of `host_name` and wait for its answer (at most BERTH_RPC_TIMEOUT s)."""
     timeout = settings.BERTH_RPC_TIMEOUT if timeout is None else timeout

@@ -249,7 +249,25 @@ PAGE_ROUTES: dict[str, dict[str, Any]] = {
     "web-account-sessions": {"GET": "own.view", "POST": "own.change"},
 }
 
-ROUTES: dict[str, dict[str, Any]] = {**API_ROUTES, **PAGE_ROUTES}
+# The Docker Engine API (panel/dockerapi): token-only like the REST API; containers are named by
+# their name ("web") or id in the path; a create names its project by the berth.project label.
+_WEB = {"target": "container", "kwargs": {"ref": "web"}}
+DOCKER_ROUTES: dict[str, dict[str, Any]] = {
+    "docker-ping": {"GET": "public"},
+    "docker-version": {"GET": "own.view"},
+    "docker-info": {"GET": "own.view"},
+    "docker-containers": {"GET": "container.view"},
+    "docker-container-create": {"target": "project", "POST": (
+        "container.create", {"Image": "busybox", "Labels": {"berth.project": "alpha"}})},
+    "docker-container": {**_WEB, "GET": "container.view"},
+    "docker-container-logs": {**_WEB, "GET": "container.logs"},
+    "docker-container-wait": {**_WEB, "query": "condition=not-running", "POST": "container.view"},
+    **{f"docker-container-{verb}": {**_WEB, "POST": f"container.{verb}"}
+       for verb in ("start", "stop", "restart", "kill")},
+    "docker-container-remove": {**_WEB, "query": "force=1", "DELETE": "container.remove"},
+}
+
+ROUTES: dict[str, dict[str, Any]] = {**API_ROUTES, **PAGE_ROUTES, **DOCKER_ROUTES}
 
 # WebSocket route (as written in panel/live/routing.py) -> object and action; the consumer
 # accepts, or closes with 4401 (not signed in), 4403 (role may not), 4404 (not visible).

@@ -44,6 +44,7 @@ from panel.audit.services import Actor
 from panel.workloads import services as workloads
 from tests.panel.permission_table import (
     API_ROUTES,
+    DOCKER_ROUTES,
     PAGE_ROUTES,
     PERSONAS,
     ROLE_TABLE,
@@ -116,8 +117,10 @@ def test_every_route_has_an_entry_in_the_matrix():
                         f"{[(n, patterns[n][0]) for n in missing]}"
     stale = sorted(set(ROUTES) - set(patterns))
     assert not stale, f"ROUTES entries for URL names that no longer exist: {stale}"
-    misfiled = sorted(n for n in ROUTES if (n in API_ROUTES) != patterns[n][0].startswith("api/"))
-    assert not misfiled, f"API routes belong in API_ROUTES, pages in PAGE_ROUTES: {misfiled}"
+    misfiled = sorted(n for n in ROUTES if (n in API_ROUTES) != patterns[n][0].startswith("api/")
+                      or (n in DOCKER_ROUTES) != patterns[n][0].startswith("docker/"))
+    assert not misfiled, f"API routes belong in API_ROUTES, the Docker API's in DOCKER_ROUTES, " \
+                         f"pages in PAGE_ROUTES: {misfiled}"
     for name, (route, served) in patterns.items():
         listed = {cell.method for cell in specs(ROUTES[name])}
         assert served is None or served == listed, \
@@ -326,6 +329,10 @@ def test_api_permission_matrix(world):
 
 def test_page_permission_matrix(world):
     _run(world, PAGE_ROUTES, api=False)
+
+
+def test_docker_api_permission_matrix(world):
+    _run(world, DOCKER_ROUTES, api=True)
 
 
 def test_page_actions_without_a_get_entry_refuse_get(world):

@@ -1,0 +1,34 @@
+"""Docker Engine API routes, each with and without the /v1.xx prefix the clients add:
+
+    GET|HEAD _ping           GET version, info
+    GET  containers/json     POST containers/create
+    GET  containers/ID/json  POST containers/ID/start|stop|restart|kill|wait
+    GET  containers/ID/logs  DELETE containers/ID
+"""
+
+from django.urls import re_path
+
+from panel.dockerapi import views
+
+VERSION = r"^(?:v(?P<version>[0-9]+\.[0-9]+)/)?"
+REF = r"(?P<ref>[A-Za-z0-9/][A-Za-z0-9_.-]*)"
+
+urlpatterns = [
+    re_path(VERSION + r"_ping$", views.ping, name="docker-ping"),
+    re_path(VERSION + r"version$", views.version_view, name="docker-version"),
+    re_path(VERSION + r"info$", views.info, name="docker-info"),
+    re_path(VERSION + r"containers/json$", views.containers_list, name="docker-containers"),
+    re_path(VERSION + r"containers/create$", views.containers_create,
+            name="docker-container-create"),
+    re_path(VERSION + rf"containers/{REF}/json$", views.container_inspect,
+            name="docker-container"),
+    re_path(VERSION + rf"containers/{REF}/logs$", views.container_logs,
+            name="docker-container-logs"),
+    re_path(VERSION + rf"containers/{REF}/wait$", views.container_wait,
+            name="docker-container-wait"),
+    *[re_path(VERSION + rf"containers/{REF}/{action}$", views.container_action,
+              {"action": action}, name=f"docker-container-{action}")
+      for action in ("start", "stop", "restart", "kill")],
+    re_path(VERSION + rf"containers/{REF}$", views.container_remove,
+            name="docker-container-remove"),
+]
