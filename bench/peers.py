@@ -9,10 +9,12 @@ Both leave nothing behind after `close()`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -100,3 +102,68 @@ class Podman:
         self.remove_all()
         subprocess.run(["podman", "rmi", "-f", self.image], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+
+
+class Dockerd:
+    """A Docker Engine started by hand (PEERS.md): its own data and exec roots and socket, no
+    iptables rules, the same busybox root filesystem imported as an image. `env` points the
+    docker CLI at it. `close()` stops it and removes what it made (its docker0 bridge too)."""
+
+    def __init__(self) -> None:
+        if shutil.which("dockerd") is None:
+            raise RuntimeError("dockerd is not installed: apt-get install docker.io")
+        self.workdir = Path(tempfile.mkdtemp(prefix="berth-bench-dockerd-", dir="/var/tmp"))
+        socket = self.workdir / "docker.sock"
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{socket}",
+                    "DOCKER_CONFIG": str(self.workdir / "config")}
+        self.log = open(self.workdir / "dockerd.log", "wb")  # noqa: SIM115 (closed in close)
+        self.process = subprocess.Popen(
+            ["dockerd", "--data-root", str(self.workdir / "data"), "--exec-root",
+             str(self.workdir / "exec"), "-H", f"unix://{socket}", "--pidfile",
+             str(self.workdir / "dockerd.pid"), "--default-ulimit", "nofile=1024:1024",
+             "--iptables=false", "--ip6tables=false"], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "version"], env=self.env, capture_output=True).returncode:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.close()
+                raise RuntimeError("dockerd did not start: see its log")
+            time.sleep(0.2)
+        self.image = "berth-bench-busybox:latest"
+        with tempfile.TemporaryDirectory(prefix="berth-bench-docker-", dir="/var/tmp") as tmp:
+            tree = Path(tmp) / "rootfs"
+            tree.mkdir()
+            busybox_tree(tree)
+            archive = Path(tmp) / "rootfs.tar"
+            with tarfile.open(archive, "w") as tar:
+                for path in sorted(tree.iterdir()):
+                    tar.add(path, arcname=path.name)
+            subprocess.run(["docker", "import", "--change", "CMD [\"sh\"]", str(archive),
+                            self.image], env=self.env, check=True, capture_output=True)
+        self.ids: list[str] = []
+
+    def run(self, *args: str, command: tuple[str, ...] = ("sleep", "3600")) -> str:
+        """`docker run -d [ARGS] IMAGE COMMAND`; returns the container id (it runs by then)."""
+        out = subprocess.run(["docker", "run", "-d", *args, self.image, *command],
+                             env=self.env, check=True, capture_output=True, text=True)
+        self.ids.append(out.stdout.strip())
+        return self.ids[-1]
+
+    def remove_all(self) -> None:
+        if self.ids:
+            subprocess.run(["docker", "rm", "-f", *self.ids], env=self.env,
+                           capture_output=True)
+        self.ids.clear()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.remove_all()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        subprocess.run(["ip", "link", "delete", "docker0"], capture_output=True)
+        subprocess.run(["umount", "-R", str(self.workdir)], capture_output=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -12,6 +12,7 @@ SYSTEM_PACKAGES=(
   golang-github-containers-common
   postgresql
   docker-compose  # `docker-compose config` checks the compose test cases (tests/panel/stacks)
+  docker.io  # the docker CLI drives the Docker-compatible endpoint (tests/e2e); dockerd: its peer in bench/
   chromium  # the dashboard's e2e tests
 )
 # Node.js and npm for the dashboard's front-end packages (package.json): Debian's, unless the
