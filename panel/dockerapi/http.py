@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
@@ -36,7 +37,7 @@ def error(status: int, message: str) -> HttpResponse:
     return with_headers(JsonResponse({"message": message}, status=status))
 
 
-R = TypeVar("R", bound=HttpResponse)
+R = TypeVar("R", bound=HttpResponseBase)
 
 
 def with_headers(response: R) -> R:
@@ -53,14 +54,14 @@ def _messages(errors: dict[str, list[str]]) -> str:
     return "; ".join(f"{field}: {' '.join(texts)}" for field, texts in errors.items())
 
 
-def docker_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def docker_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """A view answering in Docker's shapes: the caller authenticated by a Berth API token
     (`request.user`, `request.auth`), refusals and bad input as Docker's errors."""
 
     @csrf_exempt
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, version: str | None = None,
-                **kwargs: Any) -> HttpResponse:
+                **kwargs: Any) -> HttpResponseBase:
         try:
             found = ApiTokenAuthentication().authenticate(request)  # type: ignore[arg-type]
         except exceptions.AuthenticationFailed as exc:

@@ -4,14 +4,18 @@
     GET  containers/json     POST containers/create
     GET  containers/ID/json  POST containers/ID/start|stop|restart|kill|wait
     GET  containers/ID/logs  DELETE containers/ID
+    GET  volumes, volumes/NAME           POST volumes/create   DELETE volumes/NAME
+    GET  networks, networks/ID           POST networks/create  DELETE networks/ID
+    GET  images/json, images/NAME/json
 """
 
 from django.urls import re_path
 
-from panel.dockerapi import views
+from panel.dockerapi import resources, views
 
 VERSION = r"^(?:v(?P<version>[0-9]+\.[0-9]+)/)?"
 REF = r"(?P<ref>[A-Za-z0-9/][A-Za-z0-9_.-]*)"
+NAME = r"(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)"
 
 urlpatterns = [
     re_path(VERSION + r"_ping$", views.ping, name="docker-ping"),
@@ -31,4 +35,14 @@ urlpatterns = [
       for action in ("start", "stop", "restart", "kill")],
     re_path(VERSION + rf"containers/{REF}$", views.container_remove,
             name="docker-container-remove"),
+    re_path(VERSION + r"volumes$", resources.volumes_list, name="docker-volumes"),
+    re_path(VERSION + r"volumes/create$", resources.volume_create, name="docker-volume-create"),
+    re_path(VERSION + rf"volumes/{NAME}$", resources.volume_detail, name="docker-volume"),
+    re_path(VERSION + r"networks$", resources.networks_list, name="docker-networks"),
+    re_path(VERSION + r"networks/create$", resources.network_create,
+            name="docker-network-create"),
+    re_path(VERSION + rf"networks/{REF}$", resources.network_detail, name="docker-network"),
+    re_path(VERSION + r"images/json$", resources.images_list, name="docker-images"),
+    re_path(VERSION + r"images/(?P<name>[A-Za-z0-9][A-Za-z0-9_./:@-]*)/json$",
+            resources.image_inspect, name="docker-image"),
 ]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_http_methods
 
 from panel.access import policy
@@ -32,13 +33,14 @@ from panel.dockerapi.shapes import (
     state_of,
     summary,
 )
-from panel.fleet.dispatch import call_host, host_for_rpc
+from panel.fleet.dispatch import AgentUnavailable, call_host, host_for_rpc
 from panel.fleet.models import Host
 from panel.workloads import services
 from panel.workloads.models import Container, Image
 from panel.workloads.spec import ValidationFailed
 
 WAIT_POLL = 0.5
+FOLLOW_POLL = 0.5  # how often `docker logs -f` asks the host for new lines
 FILTERS = {"label", "name", "id", "status"}
 STREAMS = {"stdout": 1, "stderr": 2}
 
@@ -156,10 +158,10 @@ def find_container(request: HttpRequest, ref: str, action: str) -> Container:
     return found
 
 
-def _project(request: HttpRequest, labels: dict[str, Any]) -> Project | None:
-    """The project a new container goes in: its berth.project label, else the caller's only
-    project where they may create containers."""
-    allowed = policy.projects_for(request.user, "container.create")
+def choose_project(request: HttpRequest, action: str, labels: dict[str, Any]) -> Project | None:
+    """The project a new object goes in: its berth.project label, else the caller's only
+    project where they may do `action` (e.g. "container.create")."""
+    allowed = policy.projects_for(request.user, action)
     wanted = str(labels.get(PROJECT_LABEL) or "")
     if wanted:  # one outside the caller's teams is refused (404, audited) by the caller
         lookup: dict[str, Any] = {"pk": int(wanted)} if wanted.isdigit() else {"name": wanted}
@@ -173,9 +175,9 @@ def _project(request: HttpRequest, labels: dict[str, Any]) -> Project | None:
     if not choices and policy.is_platform_admin(request.user):
         return None
     if not choices:
-        policy.authorize_create(request.user, "container.create", None, actor(request),
+        policy.authorize_create(request.user, action, None, actor(request),
                                 request.auth)  # type: ignore[attr-defined]
-    raise DockerError(400, f"you may create containers in several projects: name one with "
+    raise DockerError(400, f"you may create in several projects: name one with "
                            f"--label {PROJECT_LABEL}=NAME")
 
 
@@ -188,7 +190,8 @@ def containers_create(request: HttpRequest) -> HttpResponse:
         raise DockerError(400, "the request body is not JSON") from None
     berth_request = create_request(body, request.GET.get("name", ""))
     berth_request["start"] = False  # docker create; `docker run` starts it next
-    project = _project(request, (body.get("Labels") if isinstance(body, dict) else None) or {})
+    project = choose_project(request, "container.create",
+                             (body.get("Labels") if isinstance(body, dict) else None) or {})
     policy.authorize_create(request.user, "container.create", project, actor(request),
                             request.auth)  # type: ignore[attr-defined]
     try:
@@ -297,20 +300,58 @@ def _frame(stream: str, data: bytes) -> bytes:
     return struct.pack(">BxxxL", STREAMS.get(stream, 1), len(data)) + data
 
 
+def _entries(container: Container, request: HttpRequest, since: str | None,
+             tail: int | None) -> list[dict[str, Any]]:
+    return call_host(host_for_rpc(container), "logs", str(container.uid), tail, since,
+                     request.GET.get("until") or None, True)
+
+
+def _render(entries: list[dict[str, Any]], wanted: set[str], stamps: bool) -> bytes:
+    return b"".join(
+        _frame(e["stream"], ((f"{e['timestamp']} " if stamps else "") + e["text"]
+                             + ("\n" if e.get("complete", True) else "")).encode())
+        for e in entries if e["stream"] in wanted)
+
+
+def _follow(container: Container, request: HttpRequest, entries: list[dict[str, Any]],
+            wanted: set[str], stamps: bool) -> Iterator[bytes]:
+    """`docker logs -f`: what there is, then new lines as the host has them, until the
+    container stops (or its host goes away)."""
+    yield _render(entries, wanted, stamps)
+    last = entries[-1]["timestamp"] if entries else None
+    shown = {(e["timestamp"], e["stream"], e["text"]) for e in entries
+             if e["timestamp"] == last}
+    while True:
+        time.sleep(FOLLOW_POLL)
+        container.refresh_from_db()
+        try:
+            fresh = _entries(container, request, last, None)
+        except AgentUnavailable:
+            return
+        fresh = [e for e in fresh if (e["timestamp"], e["stream"], e["text"]) not in shown]
+        if fresh:
+            yield _render(fresh, wanted, stamps)
+            if fresh[-1]["timestamp"] != last:
+                last = fresh[-1]["timestamp"]
+                shown = set()
+            shown |= {(e["timestamp"], e["stream"], e["text"]) for e in fresh
+                      if e["timestamp"] == last}
+        elif state_of(container) != "running":
+            return
+
+
 @docker_view
 @require_http_methods(["GET"])
-def container_logs(request: HttpRequest, ref: str) -> HttpResponse:
+def container_logs(request: HttpRequest, ref: str) -> HttpResponse | StreamingHttpResponse:
     container = find_container(request, ref, "container.logs")
     tail = request.GET.get("tail", "all")
     wanted = {s for s in STREAMS if request.GET.get(s, "").lower() in ("1", "true")} \
         or set(STREAMS)
     stamps = request.GET.get("timestamps", "").lower() in ("1", "true")
-    entries = call_host(host_for_rpc(container), "logs", str(container.uid),
-                        int(tail) if tail.isdigit() else None,
-                        request.GET.get("since") or None, request.GET.get("until") or None,
-                        stamps)
-    body = b"".join(
-        _frame(e["stream"], ((f"{e['timestamp']} " if stamps else "") + e["text"]
-                             + ("\n" if e.get("complete", True) else "")).encode())
-        for e in entries if e["stream"] in wanted)
-    return HttpResponse(body, content_type="application/vnd.docker.raw-stream")
+    entries = _entries(container, request, request.GET.get("since") or None,
+                       int(tail) if tail.isdigit() else None)
+    if request.GET.get("follow", "").lower() in ("1", "true"):
+        return StreamingHttpResponse(_follow(container, request, entries, wanted, stamps),
+                                     content_type="application/vnd.docker.raw-stream")
+    return HttpResponse(_render(entries, wanted, stamps),
+                        content_type="application/vnd.docker.raw-stream")

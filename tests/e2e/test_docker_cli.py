@@ -86,6 +86,33 @@ def test_the_docker_cli_runs_lists_inspects_logs_stops_and_removes(world: dict[s
     assert missing.returncode == 1 and "No such container: e2e-cli" in missing.stderr
 
 
+def test_volumes_networks_images_and_logs_follow_through_the_cli(world: dict[str, Any]):
+    label = f"berth.project={PROJECT}"
+    assert _docker(world, "volume", "create", "--label", label, "clidata").stdout.strip() \
+        == "clidata"
+    _docker(world, "network", "create", "--label", label, "clinet")
+    assert "clidata" in _docker(world, "volume", "ls", "--format", "{{.Name}}").stdout
+    assert "clinet" in _docker(world, "network", "ls", "--format", "{{.Name}}").stdout
+    assert "busybox" in _docker(world, "images", "--format", "{{.Repository}}").stdout
+    _docker(world, "run", "-d", "--name", "e2e-vol", "--label", label, "-v", "clidata:/data",
+            "--network", "clinet", "busybox", "sh", "-c",
+            "echo kept > /data/f; for i in 1 2 3; do echo tick $i; sleep 1; done")
+    # -f follows until the container exits: every tick, each once
+    followed = _docker(world, "logs", "-f", "e2e-vol").stdout
+    assert followed.split() == ["tick", "1", "tick", "2", "tick", "3"], followed
+    assert _docker(world, "wait", "e2e-vol").stdout.strip() == "0"
+    _docker(world, "run", "-d", "--name", "e2e-reader", "--label", label, "-v",
+            "clidata:/data", "busybox", "cat", "/data/f")
+    assert _eventually(lambda: _docker(world, "logs", "e2e-reader").stdout,
+                       lambda text: "kept" in text).strip() == "kept"  # the volume's data
+    busy = _docker(world, "volume", "rm", "clidata", check=False)
+    assert busy.returncode != 0 and "used by" in busy.stderr
+    _docker(world, "rm", "-f", "e2e-vol", "e2e-reader")
+    _docker(world, "volume", "rm", "clidata")
+    _docker(world, "network", "rm", "clinet")
+    assert "clinet" not in _docker(world, "network", "ls", "--format", "{{.Name}}").stdout
+
+
 def test_docker_py_runs_a_container_in_berth(world: dict[str, Any]):
     import docker
     client = docker.DockerClient(base_url=world["docker_host"], version="1.41")

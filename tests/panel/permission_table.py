@@ -265,6 +265,18 @@ DOCKER_ROUTES: dict[str, dict[str, Any]] = {
     **{f"docker-container-{verb}": {**_WEB, "POST": f"container.{verb}"}
        for verb in ("start", "stop", "restart", "kill")},
     "docker-container-remove": {**_WEB, "query": "force=1", "DELETE": "container.remove"},
+    "docker-volumes": {"GET": "volume.view"},
+    "docker-volume-create": {"target": "project", "POST": (
+        "volume.create", {"Name": "v2", "Labels": {"berth.project": "alpha"}})},
+    "docker-volume": {"target": "volume", "kwargs": {"name": "data"}, "GET": "volume.view",
+                      "DELETE": "volume.remove"},
+    "docker-networks": {"GET": "network.view"},
+    "docker-network-create": {"target": "project", "POST": (
+        "network.create", {"Name": "n2", "Labels": {"berth.project": "alpha"}})},
+    "docker-network": {"target": "network", "kwargs": {"ref": "backend"},
+                       "GET": "network.view", "DELETE": "network.remove"},
+    "docker-images": {"GET": "image.view"},
+    "docker-image": {"kwargs": {"name": "busybox:latest"}, "GET": "image.view"},
 }
 
 ROUTES: dict[str, dict[str, Any]] = {**API_ROUTES, **PAGE_ROUTES, **DOCKER_ROUTES}

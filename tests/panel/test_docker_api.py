@@ -119,3 +119,35 @@ def test_a_viewer_may_look_but_not_start_and_another_team_sees_nothing(world):
 def test_log_frames_are_dockers_multiplexed_stream():
     frame = _frame("stderr", b"oops\n")
     assert frame[:8] == struct.pack(">BxxxL", 2, 5) and frame[8:] == b"oops\n"
+
+
+def test_volumes_and_networks_in_dockers_shapes_and_their_refusals(world):
+    client = world["clients"]["operator"]
+
+    def post(path: str, body: Any) -> Any:
+        return client.post(path, json.dumps(body), content_type="application/json")
+
+    made = post("/docker/volumes/create", {"Name": "pg", "Labels": {"tier": "db"}})
+    assert made.status_code == 201 and made.json()["Labels"] == {"tier": "db",
+                                                                 "berth.project": "alpha"}
+    again = post("/docker/volumes/create", {"Name": "pg"})  # Docker's create is idempotent
+    assert again.status_code == 201 and again.json()["Name"] == "pg"
+    assert post("/docker/volumes/create", {"Name": "x", "Driver": "nfs"}).status_code == 400
+    unnamed = post("/docker/volumes/create", {})
+    assert unnamed.status_code == 201 and len(unnamed.json()["Name"]) == 64
+    assert [v["Name"] for v in client.get("/docker/volumes").json()["Volumes"]] == sorted(
+        ["pg", unnamed.json()["Name"]])
+    assert world["clients"]["other"].get("/docker/volumes/pg").status_code == 404
+    network = post("/docker/networks/create", {"Name": "backend", "Internal": True,
+                                               "IPAM": {"Config": [{"Subnet": "10.77.0.0/24"}]}})
+    assert network.status_code == 201, network.content
+    shown = client.get(f"/docker/networks/{network.json()['Id'][:12]}").json()
+    assert (shown["Name"], shown["Internal"], shown["IPAM"]["Config"]) == (
+        "backend", True, [{"Subnet": "10.77.0.0/24"}])
+    assert post("/docker/networks/create", {"Name": "backend"}).status_code == 409
+    assert post("/docker/networks/create", {"Name": "o", "Driver": "overlay"}).status_code == 400
+    bad = post("/docker/networks/create", {"Name": "n3", "IPAM": {"Config": [{"Subnet": "x"}]}})
+    assert bad.status_code == 400 and "subnet" in bad.json()["message"]
+    assert client.delete("/docker/networks/backend").status_code == 204
+    assert client.get("/docker/images/busybox/json").json()["RepoTags"] == ["busybox:latest"]
+    assert client.get("/docker/images/nothing:1/json").status_code == 404
