@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "panel.access.middleware.SecurityHeadersMiddleware",
     "panel.audit.middleware.RequestIdMiddleware",
+    "panel.dockerapi.middleware.NotServedMiddleware",  # Docker-shaped 404s under /docker/
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 from panel.access import policy
 from panel.dockerapi.http import DockerError, actor, docker_view
 from panel.dockerapi.shapes import PROJECT_LABEL
-from panel.dockerapi.views import choose_project
+from panel.dockerapi.views import choose_project, find_container
 from panel.workloads import services
 from panel.workloads.models import Image, Network, Volume
 
@@ -164,6 +164,23 @@ def network_detail(request: HttpRequest, ref: str) -> HttpResponse:
         return JsonResponse(network_shape(network))
     services.remove_network(actor(request), network)
     return HttpResponse(status=204)
+
+
+@docker_view
+@require_http_methods(["POST"])
+def network_attach(request: HttpRequest, ref: str, verb: str) -> HttpResponse:
+    """connect | disconnect a container that has not run yet (docker-compose does both to set
+    a service's aliases before it starts it)."""
+    network = _find(request, Network, ref, "network.view", f"network {ref} not found")
+    body = _body(request)
+    container = find_container(request, str(body.get("Container") or ""), "container.update")
+    aliases = tuple(str(a) for a in ((body.get("EndpointConfig") or {}).get("Aliases") or []))
+    if verb == "connect":
+        services.change_networks(actor(request), container, connect=(network.name,),
+                                 aliases=aliases)
+    else:
+        services.change_networks(actor(request), container, disconnect=(network.name,))
+    return HttpResponse(status=200)
 
 
 # --- images -------------------------------------------------------------------------------------

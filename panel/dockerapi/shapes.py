@@ -170,6 +170,12 @@ def create_request(body: Any, name: str) -> dict[str, Any]:
     if ports:
         request["ports"] = ports
     mode = host.get("NetworkMode")
-    if mode and mode not in ("default", "bridge"):
-        request["networks"] = [mode]
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    networks = [mode] if mode and mode not in ("default", "bridge") else []
+    networks += [n for n in endpoints if n not in networks and n not in ("default", "bridge")]
+    if networks:
+        request["networks"] = networks
+    aliases = sorted({str(a) for e in endpoints.values() for a in (e or {}).get("Aliases") or []})
+    if aliases:
+        request["network_aliases"] = aliases
     return request

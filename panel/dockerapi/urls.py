@@ -6,6 +6,7 @@
     GET  containers/ID/logs  DELETE containers/ID
     GET  volumes, volumes/NAME           POST volumes/create   DELETE volumes/NAME
     GET  networks, networks/ID           POST networks/create  DELETE networks/ID
+    POST networks/ID/connect|disconnect  (a container that has not run yet)
     GET  images/json, images/NAME/json
 """
 
@@ -42,6 +43,8 @@ urlpatterns = [
     re_path(VERSION + r"networks/create$", resources.network_create,
             name="docker-network-create"),
     re_path(VERSION + rf"networks/{REF}$", resources.network_detail, name="docker-network"),
+    *[re_path(VERSION + rf"networks/{REF}/{verb}$", resources.network_attach, {"verb": verb},
+              name=f"docker-network-{verb}") for verb in ("connect", "disconnect")],
     re_path(VERSION + r"images/json$", resources.images_list, name="docker-images"),
     re_path(VERSION + r"images/(?P<name>[A-Za-z0-9][A-Za-z0-9_./:@-]*)/json$",
             resources.image_inspect, name="docker-image"),

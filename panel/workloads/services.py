@@ -265,6 +265,42 @@ def _set_desired(actor: Actor, container: Container, action: str, desired: str |
 
 
 @transaction.atomic
+def change_networks(actor: Actor, container: Container, connect: tuple[str, ...] = (),
+                    disconnect: tuple[str, ...] = (),
+                    aliases: tuple[str, ...] = ()) -> Operation:
+    """Attach a container to networks (with extra DNS `aliases`) or detach it, before it has
+    ever run: a created container is still its spec, and its host makes it again with the new
+    networks. One that runs or has run keeps its networks (a change is a new container)."""
+    container = _lock(container)
+    if container.desired_state == RUNNING or container.started_at is not None:
+        raise Conflict(f"container {container.name} has run: its networks are fixed; create a "
+                       "new container on the networks it needs")
+    known = set(Network.objects.filter(name__in=connect).values_list("name", flat=True))
+    unknown = [n for n in connect if n not in known and n not in BUILTIN_NETWORKS]
+    if unknown:
+        raise ValidationFailed({"networks": [f"unknown network {unknown[0]!r}"]})
+    before = {"networks": list(container.networks),
+              "network_aliases": list((container.options or {}).get("network_aliases", []))}
+    networks = [n for n in container.networks if n not in disconnect]
+    networks += [n for n in connect if n not in networks]
+    options = dict(container.options or {})
+    options["network_aliases"] = sorted({*before["network_aliases"], *aliases})
+    if not options["network_aliases"]:
+        options.pop("network_aliases")
+    container.networks, container.options = networks, options
+    container.generation += 1
+    container.save(update_fields=["networks", "options", "generation", "updated_at"])
+    operation = start_operation(actor, "container.update", container,
+                                container.host.name if container.host else "")
+    record_event(actor, "container.update", container, before=before,
+                 after={"networks": networks,
+                        "network_aliases": options.get("network_aliases", [])},
+                 operation=str(operation.pk))
+    send_apply(container, operation)
+    return operation
+
+
+@transaction.atomic
 def start_container(actor: Actor, container: Container) -> Operation:
     """Desired state running; the host creates the container if needed and starts it."""
     container, operation = _set_desired(actor, container, "container.start", RUNNING)

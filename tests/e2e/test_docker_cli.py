@@ -146,3 +146,47 @@ def test_a_viewers_docker_run_is_refused_and_audited(stack: Stack, world: dict[s
     events = api(stack, world["token"], "GET",
                  "audit/?actor=vic&outcome=denied&action=container.create")
     assert [(e["channel"], e["project_name"]) for e in events["results"]] == [("docker", PROJECT)]
+
+
+COMPOSE = """
+version: "3.8"
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo ready > /data/ready; exec httpd -f -p 5432 -h /data"]
+    volumes: ["dbdata:/data"]
+  web:
+    image: busybox
+    command: ["sh", "-c", "until wget -q -O /tmp/r http://db:5432/ready; do sleep 0.5; done;
+              cat /tmp/r; exec sleep 600"]
+    depends_on: [db]
+volumes:
+  dbdata: {}
+"""
+
+
+def test_docker_compose_brings_a_two_service_file_up_lists_it_and_takes_it_down(
+        stack: Stack, world: dict[str, Any], tmp_path: Any):
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE)
+    config = world["configs"] / "admin"
+    env = {**os.environ, "DOCKER_HOST": world["docker_host"], "DOCKER_CONFIG": str(config),
+           "COMPOSE_PROJECT_NAME": PROJECT}
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["docker-compose", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"docker-compose {' '.join(args)}: {done.stderr}\n" \
+            f"{stack.log('web')[-3000:]}"
+        return done
+
+    _docker(world, "version")  # writes the admin's config.json
+    compose("up", "-d")
+    listed = compose("ps").stdout
+    assert "cli_db_1" in listed and "cli_web_1" in listed, listed
+    # web reached db by its service name, on the project's network
+    assert _eventually(lambda: _docker(world, "logs", "cli_web_1").stdout,
+                       lambda text: "ready" in text).strip() == "ready"
+    compose("down", "-v", "-t", "1")
+    assert "cli_" not in _docker(world, "ps", "-a", "--format", "{{.Names}}").stdout
+    assert "cli_dbdata" not in _docker(world, "volume", "ls", "--format", "{{.Name}}").stdout
+    assert "cli_default" not in _docker(world, "network", "ls", "--format", "{{.Name}}").stdout

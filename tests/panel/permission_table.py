@@ -37,6 +37,7 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     **{f"container.{verb}": CHANGE for verb in (
         "create", "start", "stop", "restart", "kill", "remove", "logs", "stats")},
     "container.view": EVERY, "container.secrets": ADMIN,
+    "container.update": CHANGE,  # its networks, before it first runs (the Docker API)
     "volume.view": EVERY, "volume.create": CHANGE, "volume.remove": CHANGE,
     # A backup copies the data out, a restore replaces it: both change the workload.
     "volume.backup": CHANGE, "volume.restore": CHANGE,
@@ -275,6 +276,9 @@ DOCKER_ROUTES: dict[str, dict[str, Any]] = {
         "network.create", {"Name": "n2", "Labels": {"berth.project": "alpha"}})},
     "docker-network": {"target": "network", "kwargs": {"ref": "backend"},
                        "GET": "network.view", "DELETE": "network.remove"},
+    # the container must not have run; the world's web has not (its host never answered)
+    **{f"docker-network-{verb}": {"target": "network", "kwargs": {"ref": "backend"}, "POST": (
+        "container.update", {"Container": "web"})} for verb in ("connect", "disconnect")},
     "docker-images": {"GET": "image.view"},
     "docker-image": {"kwargs": {"name": "busybox:latest"}, "GET": "image.view"},
 }

@@ -151,3 +151,30 @@ def test_volumes_and_networks_in_dockers_shapes_and_their_refusals(world):
     assert client.delete("/docker/networks/backend").status_code == 204
     assert client.get("/docker/images/busybox/json").json()["RepoTags"] == ["busybox:latest"]
     assert client.get("/docker/images/nothing:1/json").status_code == 404
+
+
+def test_a_call_berth_does_not_serve_is_named_in_dockers_shape(world):
+    answer = world["clients"]["operator"].post("/docker/v1.41/plugins/pull")
+    assert answer.status_code == 404 and answer.json()["message"] == (
+        "page not found: Berth does not serve POST /v1.41/plugins/pull of the Docker API yet")
+
+
+def test_networks_of_a_container_change_only_before_it_first_runs(world):
+    from django.utils import timezone
+
+    client = world["clients"]["operator"]
+    client.post("/docker/networks/create", json.dumps({"Name": "appnet"}),
+                content_type="application/json")
+    web = Container.objects.get(name="web")
+    Container.objects.filter(pk=web.pk).update(desired_state="stopped")
+    connect = client.post("/docker/networks/appnet/connect", json.dumps(
+        {"Container": "web", "EndpointConfig": {"Aliases": ["frontend"]}}),
+        content_type="application/json")
+    assert connect.status_code == 200, connect.content
+    web.refresh_from_db()
+    assert "appnet" in web.networks and web.options["network_aliases"] == ["frontend"]
+    assert web.generation == 2  # the host makes it again, on the new network
+    Container.objects.filter(pk=web.pk).update(started_at=timezone.now())
+    refused = client.post("/docker/networks/appnet/disconnect", json.dumps({"Container": "web"}),
+                          content_type="application/json")
+    assert refused.status_code == 409 and "has run" in refused.json()["message"]
