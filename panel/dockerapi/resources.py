@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 
 from panel.access import policy
 from panel.dockerapi.http import DockerError, actor, docker_view
-from panel.dockerapi.shapes import PROJECT_LABEL
+from panel.dockerapi.shapes import PROJECT_LABEL, field
 from panel.dockerapi.views import choose_project, find_container
 from panel.workloads import services
 from panel.workloads.models import Image, Network, Volume
@@ -88,7 +88,7 @@ def volume_create(request: HttpRequest) -> HttpResponse:
         else None
     if existing is not None:
         return JsonResponse(volume_shape(existing), status=201)
-    labels = dict(body.get("Labels") or {})
+    labels = dict(field(body, "Labels", dict) or {})
     project = choose_project(request, "volume.create", labels)
     labels.pop(PROJECT_LABEL, None)
     policy.authorize_create(request.user, "volume.create", project, actor(request),
@@ -140,12 +140,15 @@ def network_create(request: HttpRequest) -> HttpResponse:
     if body.get("Driver") not in (None, "", "bridge"):
         raise DockerError(400, f"network driver {body['Driver']!r} is not supported: use "
                                "bridge")
-    labels = dict(body.get("Labels") or {})
+    labels = dict(field(body, "Labels", dict) or {})
     project = choose_project(request, "network.create", labels)
     labels.pop(PROJECT_LABEL, None)
     policy.authorize_create(request.user, "network.create", project, actor(request),
                             request.auth)  # type: ignore[attr-defined]
-    config = ((body.get("IPAM") or {}).get("Config") or [{}])[0]
+    configs = (field(body, "IPAM", dict) or {}).get("Config") or [{}]
+    config = configs[0] if isinstance(configs, list) and isinstance(configs[0], dict) else None
+    if config is None:
+        raise DockerError(400, "IPAM.Config: must be an array of {Subnet, Gateway}")
     name = str(body.get("Name") or "")
     if Network.objects.filter(name=name).exists():
         raise DockerError(409, f"network with name {name} already exists")
@@ -174,7 +177,8 @@ def network_attach(request: HttpRequest, ref: str, verb: str) -> HttpResponse:
     network = _find(request, Network, ref, "network.view", f"network {ref} not found")
     body = _body(request)
     container = find_container(request, str(body.get("Container") or ""), "container.update")
-    aliases = tuple(str(a) for a in ((body.get("EndpointConfig") or {}).get("Aliases") or []))
+    endpoint = field(body, "EndpointConfig", dict) or {}
+    aliases = tuple(field(endpoint, "Aliases", list, "EndpointConfig.") or ())
     if verb == "connect":
         services.change_networks(actor(request), container, connect=(network.name,),
                                  aliases=aliases)

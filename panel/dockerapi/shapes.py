@@ -39,7 +39,7 @@ def _time(moment: datetime | None) -> str:
     return moment.isoformat().replace("+00:00", "Z") if moment else ZERO_TIME
 
 
-def _ports(container: Container) -> list[dict[str, Any]]:
+def _published(container: Container) -> list[dict[str, Any]]:
     """Published ports as `docker ps` lists them."""
     ports = []
     for entry in container.ports:
@@ -74,7 +74,7 @@ def summary(container: Container) -> dict[str, Any]:
     return {"Id": docker_id(container), "Names": [f"/{container.name}"],
             "Image": container.image, "ImageID": "", "Command": " ".join(container.command),
             "Created": int(container.created_at.timestamp()), "State": state,
-            "Status": _status_text(container, state), "Ports": _ports(container),
+            "Status": _status_text(container, state), "Ports": _published(container),
             "Labels": labels_of(container), "SizeRw": 0, "SizeRootFs": 0,
             "HostConfig": {"NetworkMode": "default"},
             "NetworkSettings": {"Networks": _networks(container)}, "Mounts": []}
@@ -125,57 +125,85 @@ def inspect(container: Container, env: list[str]) -> dict[str, Any]:
     }
 
 
+KINDS: dict[type, str] = {dict: "an object", list: "an array", str: "a string",
+                          int: "a number"}
+
+
+def field(obj: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+    """obj[key] when it is of `kind` (None when absent or null); else the field is refused."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ValidationFailed({f"{where}{key}": [f"must be {KINDS[kind]}"]})
+    if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+        raise ValidationFailed({f"{where}{key}": ["must be an array of strings"]})
+    return value
+
+
+def _requested_ports(host: dict[str, Any]) -> list[str]:
+    ports = []
+    bindings_of = field(host, "PortBindings", dict, "HostConfig.") or {}
+    for private, bindings in bindings_of.items():
+        if not isinstance(bindings, list) or not all(isinstance(b, dict) for b in bindings):
+            raise ValidationFailed({"HostConfig.PortBindings": [
+                f"{private}: must be an array of {{HostIp, HostPort}}"]})
+        for binding in bindings or [{}]:
+            parts = (str(binding.get("HostIp") or ""), str(binding.get("HostPort") or ""),
+                     str(private))
+            ports.append(":".join(p for p in parts if p))
+    return ports
+
+
 def create_request(body: Any, name: str) -> dict[str, Any]:
-    """Docker's POST /containers/create body as Berth's create request; a field Berth cannot
-    honour is refused by name rather than dropped."""
+    """Docker's POST /containers/create body as Berth's create request; a field of the wrong
+    type, or one Berth cannot honour, is refused by name rather than dropped."""
     if not isinstance(body, dict):
         raise ValidationFailed({"body": ["must be a JSON object"]})
-    host = body.get("HostConfig") or {}
+    host = field(body, "HostConfig", dict) or {}
     if body.get("Tty") or body.get("OpenStdin"):
         raise ValidationFailed({"Tty": ["interactive containers (-it) are not supported yet: "
                                         "run detached (-d)"]})
-    labels = dict(body.get("Labels") or {})
+    labels = dict(field(body, "Labels", dict) or {})
     labels.pop(PROJECT_LABEL, None)  # a directive (the caller reads it from the body), Berth's
-    request: dict[str, Any] = {"image": body.get("Image") or "", "labels": labels,
+    request: dict[str, Any] = {"image": field(body, "Image", str) or "", "labels": labels,
                                "init": bool(host.get("Init"))}
     if name:
         request["name"] = name
-    if body.get("Cmd"):
-        request["command"] = list(body["Cmd"])
-    if body.get("Entrypoint"):
-        entry = body["Entrypoint"]
-        request["entrypoint"] = [entry] if isinstance(entry, str) else list(entry)
-    if body.get("Env"):
+    entry = body.get("Entrypoint")
+    if isinstance(entry, str):
+        body = {**body, "Entrypoint": [entry]}
+    for docker_key, berth_key in (("Cmd", "command"), ("Entrypoint", "entrypoint")):
+        if field(body, docker_key, list):
+            request[berth_key] = list(body[docker_key])
+    if field(body, "Env", list):
         request["env"] = dict(item.split("=", 1) if "=" in item else (item, "")
                               for item in body["Env"])
     for docker_key, berth_key in (("User", "user"), ("WorkingDir", "workdir"),
                                   ("Hostname", "hostname")):
-        if body.get(docker_key):
+        if field(body, docker_key, str):
             request[berth_key] = body[docker_key]
-    if host.get("Memory"):
-        request["memory"] = int(host["Memory"])
-    if host.get("NanoCpus"):
-        request["cpus"] = int(host["NanoCpus"]) / 1e9
-    policy = (host.get("RestartPolicy") or {}).get("Name")
-    if policy:
-        request["restart"] = policy
-    if host.get("Binds"):
+    if field(host, "Memory", int, "HostConfig."):
+        request["memory"] = host["Memory"]
+    if field(host, "NanoCpus", int, "HostConfig."):
+        request["cpus"] = host["NanoCpus"] / 1e9
+    restart = field(host, "RestartPolicy", dict, "HostConfig.") or {}
+    if restart.get("Name"):
+        request["restart"] = str(restart["Name"])
+    if field(host, "Binds", list, "HostConfig."):
         request["volumes"] = list(host["Binds"])
-    ports = []
-    for private, bindings in (host.get("PortBindings") or {}).items():
-        for binding in bindings or [{}]:
-            public = binding.get("HostPort") or ""
-            address = binding.get("HostIp") or ""
-            ports.append(":".join(p for p in (address, public, private) if p))
+    ports = _requested_ports(host)
     if ports:
         request["ports"] = ports
-    mode = host.get("NetworkMode")
-    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    mode = field(host, "NetworkMode", str, "HostConfig.")
+    networking = field(body, "NetworkingConfig", dict) or {}
+    endpoints = field(networking, "EndpointsConfig", dict, "NetworkingConfig.") or {}
     networks = [mode] if mode and mode not in ("default", "bridge") else []
     networks += [n for n in endpoints if n not in networks and n not in ("default", "bridge")]
     if networks:
         request["networks"] = networks
-    aliases = sorted({str(a) for e in endpoints.values() for a in (e or {}).get("Aliases") or []})
+    aliases = sorted({str(a) for e in endpoints.values() if isinstance(e, dict)
+                      for a in e.get("Aliases") or []})
     if aliases:
         request["network_aliases"] = aliases
     return request

@@ -178,3 +178,33 @@ def test_networks_of_a_container_change_only_before_it_first_runs(world):
     refused = client.post("/docker/networks/appnet/disconnect", json.dumps({"Container": "web"}),
                           content_type="application/json")
     assert refused.status_code == 409 and "has run" in refused.json()["message"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"Image": 7}, "Image"), ({"Image": "busybox", "Cmd": "sleep 1"}, "Cmd"),
+    ({"Image": "busybox", "Env": {"A": "1"}}, "Env"), ({"Image": "busybox", "Env": [1]}, "Env"),
+    ({"Image": "busybox", "Labels": ["a"]}, "Labels"),
+    ({"Image": "busybox", "HostConfig": []}, "HostConfig"),
+    ({"Image": "busybox", "HostConfig": {"Memory": "64m"}}, "HostConfig.Memory"),
+    ({"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": "8080"}}},
+     "HostConfig.PortBindings"),
+    ({"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": []}},
+     "NetworkingConfig.EndpointsConfig"),
+])
+def test_a_create_field_of_the_wrong_type_is_named_not_a_server_error(world, body, field):
+    answer = _create(world["clients"]["operator"], body)
+    assert answer.status_code == 400 and answer.json()["message"].startswith(f"{field}: "), \
+        answer.content
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/docker/volumes/create", {"Name": "v", "Labels": ["x"]}),
+    ("/docker/networks/create", {"Name": "n", "Labels": "x"}),
+    ("/docker/networks/create", {"Name": "n", "IPAM": {"Config": ["10.0.0.0/24"]}}),
+    ("/docker/networks/create", {"Name": "n", "IPAM": []}),
+    ("/docker/volumes/create", ["v"]),
+])
+def test_volume_and_network_bodies_of_the_wrong_shape_are_refused(world, path, body):
+    answer = world["clients"]["operator"].post(path, json.dumps(body),
+                                               content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["message"], answer.content
