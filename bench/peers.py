@@ -23,6 +23,18 @@ from runtime.images.bootstrap import busybox_tree
 PODMAN_IMAGE = "localhost/berth-bench-busybox"  # + a per-instance suffix (see Podman.image)
 
 
+def busybox_archive(directory: Path) -> Path:
+    """The busybox root filesystem every peer runs, as a tar in `directory` (for `import`)."""
+    tree = directory / "rootfs"
+    tree.mkdir()
+    busybox_tree(tree)
+    archive = directory / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(tree.iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
 class RuncFloor:
     def __init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="berth-bench-runc-", dir="/var/tmp"))
@@ -69,13 +81,7 @@ class Podman:
         # `rmi -f`, which also kills its containers) each other's image.
         self.image = f"{PODMAN_IMAGE}-{uuid.uuid4().hex[:12]}:latest"
         with tempfile.TemporaryDirectory(prefix="berth-bench-podman-", dir="/var/tmp") as tmp:
-            tree = Path(tmp) / "rootfs"
-            tree.mkdir()
-            busybox_tree(tree)
-            archive = Path(tmp) / "rootfs.tar"
-            with tarfile.open(archive, "w") as tar:
-                for path in sorted(tree.iterdir()):
-                    tar.add(path, arcname=path.name)
+            archive = busybox_archive(Path(tmp))
             subprocess.run(["podman", "import", "--change", "CMD [\"sh\"]", str(archive),
                             self.image], check=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -130,13 +136,7 @@ class Dockerd:
             time.sleep(0.2)
         self.image = "berth-bench-busybox:latest"
         with tempfile.TemporaryDirectory(prefix="berth-bench-docker-", dir="/var/tmp") as tmp:
-            tree = Path(tmp) / "rootfs"
-            tree.mkdir()
-            busybox_tree(tree)
-            archive = Path(tmp) / "rootfs.tar"
-            with tarfile.open(archive, "w") as tar:
-                for path in sorted(tree.iterdir()):
-                    tar.add(path, arcname=path.name)
+            archive = busybox_archive(Path(tmp))
             subprocess.run(["docker", "import", "--change", "CMD [\"sh\"]", str(archive),
                             self.image], env=self.env, check=True, capture_output=True)
         self.ids: list[str] = []

@@ -112,6 +112,8 @@ CALLS: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
         "create_network": lambda w: workloads.create_network(w["actor"], "n1",
                                                              project=w["project"]),
         "remove_network": lambda w: workloads.remove_network(w["actor"], w["pre"]),
+        "change_networks": lambda w: workloads.change_networks(
+            w["actor"], w["pre"], connect=("net-late",), aliases=("db",)),
     },
     "panel.fleet.services": {
         "record_heartbeat": lambda w: fleet.record_heartbeat(
@@ -180,6 +182,11 @@ SETUP: dict[str, Callable[[dict[str, Any]], Any]] = {
     "remove_template": lambda w: stacks.save_as_template(w["actor"], _stack(w), "tpl"),
     "remove_volume": lambda w: workloads.create_volume(w["actor"], "gone")[0],
     "remove_network": lambda w: workloads.create_network(w["actor"], "gone")[0],
+    # a container created, not started, and a network to attach it to before it first runs
+    "change_networks": lambda w: (workloads.create_network(w["actor"], "net-late"),
+                                  workloads.create_container(w["actor"], {
+                                      "name": "late", "image": "busybox", "start": False},
+                                      w["project"])[0])[1],
     "remove_team": lambda w: access.create_team(w["actor"], "empty"),
     "remove_project": lambda w: access.create_project(w["actor"], w["team"], "empty"),
     "remove_member": lambda w: access.set_member(w["actor"], w["team"], "eve", "operator"),
