@@ -38,6 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     django.setup()
     connection_created.connect(_lose_deadlocks_to_the_workers, dispatch_uid="berth-tests-pg")
+    _retry_flushes_that_lose_a_deadlock()
 
 
 def _lose_deadlocks_to_the_workers(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -47,6 +48,32 @@ def _lose_deadlocks_to_the_workers(sender: Any, connection: Any, **kwargs: Any) 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET deadlock_timeout = '10s'")
+
+
+FLUSH_ATTEMPTS = 5
+
+
+def _retry_flushes_that_lose_a_deadlock() -> None:
+    """The TRUNCATE between transactional tests can still lose a deadlock to a report that an
+    agent's heartbeat or snapshot writes at that moment (the workers keep running across the
+    tests of a module): PostgreSQL rolls the whole flush back, so it is tried again."""
+    import time
+
+    from django.db import OperationalError
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    flush = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self: Any, sql_list: Any) -> None:
+        for attempt in range(FLUSH_ATTEMPTS):
+            try:
+                return flush(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == FLUSH_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
