@@ -70,9 +70,13 @@ def _mountpoint(stack: Stack, name: str) -> Path:
     return Path(json.loads(stack.runtime("volume", "inspect", name))[0]["Mountpoint"])
 
 
-def _wait_volume_on_host(stack: Stack, name: str) -> Path:
-    import time
-
+def _volume_on_host(stack: Stack, name: str) -> Path:
+    """Create volume `name` on the test host through the panel; its directory once the host
+    made it."""
+    stack.manage("shell", "-c", (
+        "from panel.audit.services import Actor\n"
+        "from panel.workloads.services import create_volume\n"
+        f"create_volume(Actor.system('e2e'), {name!r}, host_name={HOST_NAME!r})\n"))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -92,11 +96,7 @@ def _operation_done(page: Any) -> None:
 
 def test_volume_backs_up_to_a_download_and_restores_from_an_upload_byte_exact(
         stack: Stack, browser: Any, tmp_path: Path) -> None:
-    stack.manage("shell", "-c", (
-        "from panel.audit.services import Actor\n"
-        "from panel.workloads.services import create_volume\n"
-        f"create_volume(Actor.system('e2e'), 'e2edata', host_name={HOST_NAME!r})\n"))
-    data = _wait_volume_on_host(stack, "e2edata")
+    data = _volume_on_host(stack, "e2edata")
     (data / "big.bin").write_bytes(os.urandom(SIZE))
     (data / "notes").mkdir()
     (data / "notes" / "a.txt").write_text("the data is what you back up\n")
@@ -145,11 +145,7 @@ def test_volume_backs_up_to_a_download_and_restores_from_an_upload_byte_exact(
 
 def test_a_schedule_made_on_the_page_backs_up_to_a_directory_and_its_drill_proves_it(
         stack: Stack, browser: Any, tmp_path: Path) -> None:
-    stack.manage("shell", "-c", (
-        "from panel.audit.services import Actor\n"
-        "from panel.workloads.services import create_volume\n"
-        f"create_volume(Actor.system('e2e'), 'e2esched', host_name={HOST_NAME!r})\n"))
-    data = _wait_volume_on_host(stack, "e2esched")
+    data = _volume_on_host(stack, "e2esched")
     (data / "db.dump").write_bytes(os.urandom(1 << 20))
     backups = tmp_path / "backups"
     page = browser.new_page()
